@@ -1,0 +1,105 @@
+# The Makefile owns the exact commands; README and .ci/run call these targets.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := $(CURDIR)/bin
+# Every package of every workspace module (go.work).
+PKGS  := github.com/botmesh/botmesh/...
+GOFILES = $(shell git ls-files '*.go' 2>/dev/null | grep -v '\.pb\.' ; git ls-files -o --exclude-standard '*.go' 2>/dev/null | grep -v '\.pb\.')
+# Packages with fuzz targets, and how long `make fuzz` runs each target.
+FUZZ_TIME ?= 10s
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## run the all-in-one (embedded NATS, router, services, shell)
+	$(GO) run ./cmd/botmesh
+
+.PHONY: build
+build: ## build every binary into bin/
+	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/greeter/cmd/greeter
+	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+.PHONY: test
+test: ## unit, integration and end-to-end tests, with the race detector
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	cd deploy && GOWORK=off $(GO) test -count=1 -timeout 5m ./...
+
+.PHONY: test-short
+test-short: ## quick tests only (no multi-process runs)
+	$(GO) test -short -count=1 $(PKGS)
+
+.PHONY: test-mdns
+test-mdns: ## mdns tests (go-micro's mdns registry; NATS found on the LAN), inside a network namespace with multicast on lo (needs root)
+	$(GO) test -c -race -tags mdns -o $(BIN)/e2e-mdns.test ./e2e
+	$(GO) test -c -race -tags mdns -o $(BIN)/lan-mdns.test ./sdk/lan
+	unshare -n sh -c 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && $(BIN)/lan-mdns.test -test.count=1 -test.v && exec $(BIN)/e2e-mdns.test -test.run MDNS -test.count=1 -test.v'
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZ_TIME (corpus in testdata/fuzz)
+	@set -e; for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(PKGS)); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) $$pkg; \
+	  done; done
+
+.PHONY: fmt
+fmt: ## format the code
+	gofmt -w $(GOFILES)
+
+.PHONY: lint
+lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(BIN)/staticcheck $(PKGS)
+
+# Generators and linter come from tools/go.mod at pinned versions; protoc
+# from Debian's protobuf-compiler (3.21.12).
+$(BIN)/protoc-gen-go $(BIN)/protoc-gen-micro $(BIN)/staticcheck: tools/go.mod tools/go.sum
+	cd tools && GOWORK=off $(GO) build -o $(BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go github.com/go-micro/generator/cmd/protoc-gen-micro honnef.co/go/tools/cmd/staticcheck
+
+PROTOC = protoc --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --plugin=protoc-gen-micro=$(BIN)/protoc-gen-micro
+
+.PHONY: proto
+proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-micro ## regenerate the Go code of the .proto files
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler"; exit 1; }
+	$(PROTOC) -I proto --go_out=proto --go_opt=paths=source_relative --micro_out=proto --micro_opt=paths=source_relative proto/chatops/v1/bot.proto
+	$(PROTOC) -I router/internal/microbot --go_out=router/internal/microbot --go_opt=paths=source_relative --micro_out=router/internal/microbot --micro_opt=paths=source_relative bot.proto
+	$(PROTOC) -I services/greeter/proto --go_out=services/greeter/proto --go_opt=paths=source_relative --micro_out=services/greeter/proto --micro_opt=paths=source_relative greeter/v1/greeter.proto
+
+.PHONY: proto-check
+proto-check: proto ## fail if the committed generated code differs from what `make proto` makes
+	@git diff --exit-code -- '*.pb.go' '*.pb.micro.go' || { echo "generated code is stale: run make proto and commit"; exit 1; }
+
+.PHONY: test-compose
+test-compose: ## the compose environment end to end: images, scaling, added services, killed routers and NATS nodes (needs docker)
+	cd deploy && GOWORK=off $(GO) test -tags compose -count=1 -timeout 30m -v -run 'TestCompose' ./...
+
+.PHONY: ci
+ci: lint proto-check test test-mdns fuzz test-compose ## what .ci/run runs
+
+# docker compose v2 when present, else Debian's docker-compose 1.29.
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+.PHONY: images
+images: ## build the container images (FROM scratch, nothing pulled)
+	deploy/images.sh $(or $(TAG),dev)
+
+.env: ## secrets for the compose environment, made once
+	@umask 077; { \
+	  echo "BOTMESH_NATS_PASSWORD=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"; \
+	  echo "BOTMESH_WEB_TOKEN=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"; \
+	} > .env; echo "wrote .env (the web chat token is BOTMESH_WEB_TOKEN in it)"
+
+.PHONY: up
+up: images .env ## build the images and start the whole environment
+	$(COMPOSE) up -d --wait 2>/dev/null || $(COMPOSE) up -d
+	@echo "web chat: http://127.0.0.1:8080/  (token: BOTMESH_WEB_TOKEN in .env)"
+
+.PHONY: down
+down: ## stop the environment and remove its containers, networks and volumes
+	$(COMPOSE) down -v --remove-orphans
+
+.PHONY: clean
+clean:
+	rm -rf $(BIN)

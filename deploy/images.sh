@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds one FROM-scratch image per botmesh binary (and for nats-server,
+# built from its Go module at the version go.mod pins). Nothing is pulled:
+# the binaries are built here, statically, and copied into the images.
+#
+#   deploy/images.sh [TAG]                  # every image; default tag: dev
+#   deploy/images.sh TAG name=./pkg/of/main # only these (e.g. your own command)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOWORK="$PWD/go.work" # the binaries come from the workspace's modules
+tag="${1:-dev}"
+shift || true
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+# name → Go package of its main
+declare -A bins=(
+  [router]=./router/cmd/router
+  [gateway]=./gateway/cmd/gateway
+  [echo]=./services/echo/cmd/echo
+  [registry-cmd]=./services/registry-cmd/cmd/registry-cmd
+  [query]=./services/query/cmd/query
+  [greeter]=./services/greeter/cmd/greeter
+  [botmesh]=./cmd/botmesh
+  [nats-server]=github.com/nats-io/nats-server/v2
+)
+if [ $# -gt 0 ]; then
+  bins=()
+  for kv in "$@"; do bins[${kv%%=*}]=${kv#*=}; done
+fi
+
+echo "building static binaries"
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out/bin/" ./cmd/healthcheck "${bins[@]}"
+
+certs=/etc/ssl/certs/ca-certificates.crt
+[ -f "$certs" ] || { echo "missing $certs (apt-get install ca-certificates)" >&2; exit 1; }
+
+for name in "${!bins[@]}"; do
+  ctx="$out/ctx-$name"
+  mkdir -p "$ctx/config"
+  bin="$(basename "${bins[$name]}")"
+  [ "$name" = nats-server ] && bin=nats-server
+  cp "$out/bin/$bin" "$ctx/app"
+  mkdir -p "$ctx/data" && touch "$ctx/data/.keep"
+  cp "$out/bin/healthcheck" "$ctx/healthcheck"
+  cp "$certs" "$ctx/ca-certificates.crt"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nbotmesh:x:65532:65532:botmesh:/nonexistent:/sbin/nologin\n' > "$ctx/passwd"
+  printf 'root:x:0:\nbotmesh:x:65532:\n' > "$ctx/group"
+  if [ "$name" = nats-server ]; then
+    cp deploy/nats/*.conf "$ctx/config/"
+  fi
+  DOCKER_BUILDKIT=0 docker build -q -f deploy/Dockerfile -t "botmesh/$name:$tag" "$ctx" >/dev/null
+  echo "botmesh/$name:$tag"
+done

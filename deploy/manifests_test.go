@@ -1,0 +1,215 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+var secrets = map[string]string{"BOTMESH_NATS_PASSWORD": "p", "BOTMESH_WEB_TOKEN": "t"}
+
+func loadCompose(t *testing.T, env map[string]string, files ...string) (*types.Project, error) {
+	t.Helper()
+	var cfgs []types.ConfigFile
+	for _, f := range files {
+		cfgs = append(cfgs, types.ConfigFile{Filename: filepath.Join("..", f)})
+	}
+	return loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  "..",
+		ConfigFiles: cfgs,
+		Environment: env,
+	}, func(o *loader.Options) { o.SetProjectName("botmesh", true) })
+}
+
+// The compose file loads with the loader compose v2 uses, and says what the
+// environment needs: health checks, restart policies, limits, JetStream,
+// authentication, the Slack gateway behind its profile.
+func TestComposeFile(t *testing.T) {
+	raw, err := os.ReadFile("../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("\nname:")) {
+		t.Error("a top-level name: docker-compose 1.29 rejects it")
+	}
+	p, err := loadCompose(t, secrets, "docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"echo", "gateway-web", "greeter", "nats", "query", "registry-cmd", "router"}
+	if got := p.ServiceNames(); !slices.Equal(got, want) {
+		t.Errorf("services %v, want %v (gateway-slack only with its profile)", got, want)
+	}
+	for name, s := range p.Services {
+		if !strings.HasPrefix(s.Image, "botmesh/") {
+			t.Errorf("%s: image %q is not one of ours (nothing can be pulled)", name, s.Image)
+		}
+		if s.HealthCheck == nil || len(s.HealthCheck.Test) == 0 || s.HealthCheck.Test[1] != "/usr/local/bin/healthcheck" {
+			t.Errorf("%s: health check %+v", name, s.HealthCheck)
+		}
+		if s.Restart != "unless-stopped" {
+			t.Errorf("%s: restart %q", name, s.Restart)
+		}
+		if s.MemLimit == 0 {
+			t.Errorf("%s: no memory limit", name)
+		}
+		if name == "nats" {
+			continue
+		}
+		if s.Environment["BOTMESH_NATS_PASSWORD"] == nil || *s.Environment["BOTMESH_NATS_PASSWORD"] != "p" || s.Environment["BOTMESH_NATS_USER"] == nil {
+			t.Errorf("%s: does not authenticate to NATS", name)
+		}
+		if d, ok := s.DependsOn["nats"]; !ok || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("%s: does not wait for a healthy NATS", name)
+		}
+	}
+	if p.Services["router"].Scale == nil || *p.Services["router"].Scale < 2 {
+		t.Error("fewer than 2 routers")
+	}
+	if !slices.Contains(p.Services["nats"].Command, "/etc/botmesh/nats.conf") {
+		t.Error("nats does not use deploy/nats/nats.conf")
+	}
+
+	// The Slack gateway comes with its profile.
+	p, err = loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir: "..", ConfigFiles: []types.ConfigFile{{Filename: "../docker-compose.yml"}}, Environment: secrets,
+	}, func(o *loader.Options) { o.SetProjectName("botmesh", true); o.Profiles = []string{"slack"} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.Services["gateway-slack"]; !ok {
+		t.Error("no gateway-slack with --profile slack")
+	}
+
+	// Without the secrets it refuses to start, saying which is missing.
+	if _, err := loadCompose(t, map[string]string{}, "docker-compose.yml"); err == nil || !strings.Contains(err.Error(), "BOTMESH_NATS_PASSWORD") {
+		t.Errorf("without secrets: %v", err)
+	}
+}
+
+func TestComposeClusterFile(t *testing.T) {
+	p, err := loadCompose(t, secrets, "docker-compose.yml", "docker-compose.cluster.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"nats", "nats-2", "nats-3"} {
+		s, ok := p.Services[n]
+		if !ok || !slices.Contains(s.Command, "/etc/botmesh/cluster.conf") {
+			t.Errorf("%s: not a cluster node (%v)", n, s.Command)
+		}
+	}
+	for name, s := range p.Services {
+		if strings.HasPrefix(name, "nats") {
+			continue
+		}
+		url := s.Environment["BOTMESH_NATS_URL"]
+		if url == nil || strings.Count(*url, "nats://") != 3 {
+			t.Errorf("%s: NATS URL %v does not list the 3 nodes", name, url)
+		}
+	}
+	if r := p.Services["router"].Environment["BOTMESH_STREAM_REPLICAS"]; r == nil || *r != "3" {
+		t.Error("the routers' stream is not replicated 3 times")
+	}
+}
+
+// Every Kubernetes manifest decodes strictly into the API types: a field
+// the API does not know is an error, not a silent no-op.
+func TestKubernetesManifests(t *testing.T) {
+	files, err := filepath.Glob("kubernetes/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests: %v", err)
+	}
+	deployments := map[string]*appsv1.Deployment{}
+	secretKeys := map[string]bool{}
+	var kinds []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, doc := range strings.Split(string(b), "\n---\n") {
+			var meta struct{ Kind string }
+			if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+				t.Fatalf("%s doc %d: %v", f, i, err)
+			}
+			var obj any
+			switch meta.Kind {
+			case "Namespace":
+				obj = &corev1.Namespace{}
+			case "Secret":
+				obj = &corev1.Secret{}
+			case "ConfigMap":
+				obj = &corev1.ConfigMap{}
+			case "Service":
+				obj = &corev1.Service{}
+			case "StatefulSet":
+				obj = &appsv1.StatefulSet{}
+			case "Deployment":
+				obj = &appsv1.Deployment{}
+			default:
+				t.Fatalf("%s doc %d: unexpected kind %q", f, i, meta.Kind)
+			}
+			if err := strictDecode([]byte(doc), obj); err != nil {
+				t.Errorf("%s doc %d (%s): %v", f, i, meta.Kind, err)
+				continue
+			}
+			kinds = append(kinds, meta.Kind)
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				deployments[o.Name] = o
+			case *corev1.Secret:
+				for k := range o.StringData {
+					secretKeys[k] = true
+				}
+			}
+		}
+	}
+	for _, k := range []string{"Namespace", "Secret", "StatefulSet", "Deployment", "Service", "ConfigMap"} {
+		if !slices.Contains(kinds, k) {
+			t.Errorf("no %s", k)
+		}
+	}
+	for _, name := range []string{"router", "gateway-web", "gateway-slack", "echo", "registry-cmd", "query", "greeter"} {
+		d, ok := deployments[name]
+		if !ok {
+			t.Errorf("no deployment %s", name)
+			continue
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/healthz" {
+			t.Errorf("%s: readiness probe is not /healthz", name)
+		}
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && !secretKeys[e.ValueFrom.SecretKeyRef.Key] {
+				t.Errorf("%s: %s refers to secret key %q, which the secret does not have", name, e.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+		}
+	}
+	for _, name := range []string{"router", "gateway-web"} {
+		if d := deployments[name]; d != nil && (d.Spec.Replicas == nil || *d.Spec.Replicas < 2) {
+			t.Errorf("%s: fewer than 2 replicas", name)
+		}
+	}
+}
+
+// strictDecode decodes YAML into obj, refusing unknown fields.
+func strictDecode(doc []byte, obj any) error {
+	js, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	return dec.Decode(obj)
+}

@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/botmesh/botmesh/gateway"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest"
+	"github.com/botmesh/botmesh/internal/allinone"
+	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/router"
+	"github.com/botmesh/botmesh/router/policy"
+	"github.com/botmesh/botmesh/router/ratelimit"
+	"github.com/botmesh/botmesh/sdk/mesh"
+)
+
+// startMeshWith runs the all-in-one (embedded NATS, router, echo,
+// registry, query, the demo greeter) on the given registry and transport,
+// with a test input.
+func startMeshWith(t *testing.T, edit func(*mesh.Config)) (*adaptertest.Input, string) {
+	t.Helper()
+	in := adaptertest.New("test")
+	mcfg := mesh.DefaultConfig()
+	if edit != nil {
+		edit(&mcfg)
+	}
+	// Every command allowed, no rate limit: the policy and the limits have
+	// their own tests; these are about the commands.
+	allowAll, err := policy.Parse([]byte("default: allow\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcfg := router.DefaultConfig()
+	rcfg.Timeout, rcfg.ResyncInterval, rcfg.Policy = 15*time.Second, time.Second, allowAll
+	rcfg.RateLimits = ratelimit.Config{}
+	cfg := allinone.Config{Mesh: mcfg, NATSHost: "127.0.0.1", NATSPort: -1, Router: rcfg, Gateway: gateway.Config{ReplyTimeout: 25 * time.Second}}
+	return in, runAllInOne(t, cfg, nil, in)
+}
+
+// reply is what a user reads, and whether it is an error.
+type reply struct {
+	text  string
+	isErr bool
+}
+
+func chat(t *testing.T, in *adaptertest.Input, text string) reply {
+	t.Helper()
+	rep := ask(t, in, text)
+	return reply{text: string(rep.Data), isErr: rep.Type == chatopsv1.EventType_EVENT_TYPE_ERROR}
+}
+
+// eventually asks text until the answer satisfies ok (a registration takes
+// a moment to reach every registry client), for at most 15s.
+func eventually(t *testing.T, in *adaptertest.Input, text string, ok func(reply) bool) reply {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := chat(t, in, text)
+		if ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %q after 15s", text, r.text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var (
+	nodeIDs    = regexp.MustCompile(`([a-z.]+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	latency    = regexp.MustCompile(`\(\d+(\.\d+)?(ns|µs|ms|s)\)`)
+	inboxes    = regexp.MustCompile(`_INBOX\.\w+`)
+	tcpAddress = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+)
+
+// normal hides what changes from run to run: node ids, latencies,
+// addresses.
+func normal(s string) string {
+	s = nodeIDs.ReplaceAllString(s, "$1-ID")
+	s = latency.ReplaceAllString(s, "(LATENCY)")
+	s = inboxes.ReplaceAllString(s, "ADDRESS")
+	return tcpAddress.ReplaceAllString(s, "ADDRESS")
+}
+
+// commandSuite drives registry and query commands through a router, as a
+// chat user does, on the registry and transport that edit selects.
+// registryName and transportName are what go-micro writes in node
+// metadata; deadAddress is an address of that transport where nothing
+// answers.
+func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transportName, deadAddress string) {
+	in, _ := startMeshWith(t, edit)
+
+	want := func(text string, r reply, isErr bool) {
+		t.Helper()
+		if got := chat(t, in, text); normal(got.text) != r.text || got.isErr != isErr {
+			t.Errorf("%s:\n%s\n(error: %v)\nwant:\n%s", text, got.text, got.isErr, r.text)
+		}
+	}
+	ok := func(text, r string) { t.Helper(); want(text, reply{text: r}, false) }
+	fails := func(text, r string) { t.Helper(); want(text, reply{text: r}, true) }
+
+	help := chat(t, in, "help").text
+	for _, line := range []string{
+		"list services - Lists the registered services with their node counts",
+		"get service NAME - Shows a service's versions, nodes and endpoints",
+		"register service DEFINITION - Registers a service given as go-micro JSON",
+		"deregister service DEFINITION - Deregisters nodes (name and node ids are enough)",
+		"query SERVICE METHOD [JSON] - Calls METHOD (e.g. Greeter.Hello) of SERVICE with a JSON request",
+		"health SERVICE - Asks every node of SERVICE for its health, with latency",
+	} {
+		if !strings.Contains(help, "\n"+line+"\n") && !strings.HasSuffix(help, "\n"+line) {
+			t.Errorf("help does not list %q:\n%s", line, help)
+		}
+	}
+
+	services := "4 services:\ngo.micro.bot.echo (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
+	eventually(t, in, "list services", func(r reply) bool { return r.text == services })
+
+	meta := fmt.Sprintf("broker=memory, protocol=mucp, registry=%s, server=mucp, transport=%s", registryName, transportName)
+	ok("get service greeter", "greeter\nversion 1.0.0\n1 node:\n• greeter-ID\n  address: ADDRESS\n  metadata: "+meta+
+		"\n1 endpoint:\n• Greeter.Hello\n  request: HelloRequest {name string}\n  response: HelloResponse {message string}")
+	fails("get service greter", `get service: unknown service "greter". Did you mean "greeter"? Type list services to see them all.`)
+	fails("get service", "get service: which service? Usage: get service NAME (list services shows the names)")
+
+	// Register, list shows it, deregister, it is gone.
+	ok(`register service {"name":"billing","version":"2.1.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090","metadata":{"zone":"a"}}]}`,
+		"Registered billing version 2.1.0 with 1 node: billing-1 at 10.0.0.5:9090.\nWith the "+registryName+" registry it stays registered while this registry service runs.")
+	eventually(t, in, "list services", func(r reply) bool {
+		return r.text == "5 services:\nbilling (1 node)\ngo.micro.bot.echo (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
+	})
+	ok("get service billing", "billing\nversion 2.1.0\n1 node:\n• billing-1\n  address: 10.0.0.5:9090\n  metadata: zone=a\nno endpoints listed")
+	ok(`deregister service {"name":"billing","nodes":[{"id":"billing-1"}]}`, "Deregistered billing: 1 node (billing-1). It has no nodes left.")
+	eventually(t, in, "list services", func(r reply) bool { return r.text == services })
+	fails("get service billing", `get service: unknown service "billing". Type list services to see them all.`)
+	fails(`register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]`,
+		"register service: malformed JSON at line 1, column 67: the JSON ends too early: a closing } ] or \" is missing (near `.0.5:9090\"}]`)")
+
+	// query a go-micro service with protobuf handlers, with JSON.
+	ok(`query greeter Greeter.Hello {"name":"Ada"}`, "{\n  \"message\": \"Hello, Ada!\"\n}")
+	fails(`query greeter Greeter.Hello {"name":"Ada"`, "query: malformed JSON at line 1, column 14: the JSON ends too early: a closing } ] or \" is missing (near `\"name\":\"Ada\"`)")
+	fails(`query greeter Greeter.Bye {}`, `query: greeter has no method "Greeter.Bye". Its methods: Greeter.Hello`)
+	fails(`query greeter Greeter.Hello {}`, "query: greeter refused the request (bad request): name is required")
+	fails(`query greetr Greeter.Hello {}`, `query: unknown service "greetr". Did you mean "greeter"? Type list services to see them all.`)
+
+	// health of a running service, then with a node that died (its
+	// registration made from chat, its process gone).
+	ok("health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS")
+	ok("health go.micro.bot.echo", "go.micro.bot.echo: its node is healthy\n• go.micro.bot.echo-ID: ok (LATENCY)\n  address: ADDRESS")
+	ok(fmt.Sprintf(`register service {"name":"greeter","version":"1.0.0","nodes":[{"id":"greeter-0dead","address":%q}]}`, deadAddress),
+		"Registered greeter version 1.0.0 with 1 node: greeter-0dead at "+normal(deadAddress)+".\nWith the "+registryName+" registry it stays registered while this registry service runs.")
+	eventually(t, in, "list services", func(r reply) bool { return strings.Contains(r.text, "greeter (2 nodes)") })
+	r := chat(t, in, "health greeter")
+	unreachable := map[string]string{
+		"nats": "nothing answers at its address (NATS: no responders); its process is probably gone",
+		"http": "nothing listens at its address (connection refused); its process is probably gone",
+	}[transportName]
+	if got, want := normal(r.text), "greeter: 1 of 2 nodes are healthy\n• greeter-0dead: unreachable (LATENCY)\n  "+unreachable+"\n  address: ADDRESS\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS"; got != want || r.isErr {
+		t.Errorf("health with a dead node:\n%s\nwant\n%s", r.text, want)
+	}
+	ok(`deregister service {"name":"greeter","nodes":[{"id":"greeter-0dead"}]}`, "Deregistered greeter: 1 node (greeter-0dead). 1 other node is still registered.")
+	ok("health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS")
+	fails("health greter", `health: unknown service "greter". Did you mean "greeter"? Type list services to see them all.`)
+}
+
+// The registry and query commands on the NATS registry and transport (the
+// defaults), through a router, as a user sees them.
+func TestCommandsNATSRegistry(t *testing.T) {
+	commandSuite(t, nil, "nats", "nats", "_INBOX.deadnode")
+}
+
+// The issue's "done when": the all-in-one as a user runs it, with the
+// registry and query commands and the demo greeter, lines on stdin and
+// replies on stdout.
+func TestAllInOneRegistryAndQuery(t *testing.T) {
+	var out, errs bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	input := "list services\nget service go.micro.bot.echo\nquery greeter Greeter.Hello {\"name\":\"Ada\"}\nhealth greeter\nhelp\n"
+	if err := allinone.Main(ctx, []string{"--log_level", "error"}, strings.NewReader(input), &out, &errs); err != nil {
+		t.Fatalf("botmesh: %v\nstderr:\n%s", err, errs.String())
+	}
+	want := strings.Join([]string{
+		"4 services:",
+		"go.micro.bot.echo (1 node)",
+		"go.micro.bot.query (1 node)",
+		"go.micro.bot.registry (1 node)",
+		"greeter (1 node)",
+		"go.micro.bot.echo",
+		"version latest",
+		"1 node:",
+		"• go.micro.bot.echo-ID",
+		"  address: ADDRESS",
+		"  metadata: broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats",
+		"2 endpoints:",
+		"• Command.Exec",
+		"  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string}",
+		"  response: ExecResponse {result []uint8, error string}",
+		"• Command.Help",
+		"  request: HelpRequest",
+		"  response: HelpResponse {usage string, description string, commands []CommandSpec}",
+		"{",
+		`  "message": "Hello, Ada!"`,
+		"}",
+		"greeter: its node is healthy",
+		"• greeter-ID: ok (LATENCY)",
+		"  address: ADDRESS",
+		"hello - Returns a greeting",
+		"help - Displays help for all known commands",
+		"ping - Returns pong",
+		"the three laws - Returns the three laws of robotics",
+		"time - Returns the server time",
+		"deregister service DEFINITION - Deregisters nodes (name and node ids are enough)",
+		"echo [text] - Returns the [text]",
+		"get service NAME - Shows a service's versions, nodes and endpoints",
+		"health SERVICE - Asks every node of SERVICE for its health, with latency",
+		"list services - Lists the registered services with their node counts",
+		"query SERVICE METHOD [JSON] - Calls METHOD (e.g. Greeter.Hello) of SERVICE with a JSON request",
+		"register service DEFINITION - Registers a service given as go-micro JSON",
+	}, "\n") + "\n"
+	if got := normal(out.String()); got != want {
+		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)
+	}
+}

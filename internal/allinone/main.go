@@ -1,0 +1,174 @@
+package allinone
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/botmesh/botmesh/gateway"
+	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/shell"
+	"github.com/botmesh/botmesh/gateway/adapter/web"
+	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/router"
+	"github.com/botmesh/botmesh/router/policy"
+	"github.com/botmesh/botmesh/router/ratelimit"
+	"github.com/botmesh/botmesh/sdk/admin"
+	"github.com/botmesh/botmesh/sdk/boot"
+	"golang.org/x/term"
+)
+
+// Main parses args (flags, each also read from BOTMESH_<FLAG>) and runs the
+// all-in-one with the given standard streams. It returns flag.ErrHelp after
+// printing usage for -h.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("botmesh", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := Config{Router: router.DefaultConfig(), Gateway: gateway.DefaultConfig(), NATSHost: "127.0.0.1", NATSPort: -1}
+	fs.StringVar(&cfg.NATSHost, "nats_host", cfg.NATSHost, "address the embedded NATS server listens on")
+	fs.IntVar(&cfg.NATSPort, "nats_port", cfg.NATSPort, "port of the embedded NATS server (-1: any free port)")
+	fs.BoolVar(&cfg.NoDemo, "no_demo", false, "do not run the demo service greeter")
+	inputs := fs.String("inputs", "", "comma-separated inputs to run: "+strings.Join(gateway.Inputs().Names(), ", ")+" (default: shell,web on a terminal, shell when stdin is piped)")
+	// One local user: no rate limits unless asked for.
+	cfg.Router.RateLimits = ratelimit.Config{}
+	cfg.Router.RegisterFlags(fs)
+	policyFile := fs.String("policy", "", "policy file (YAML) saying who may run what (default: the shipped policy, in which the shell user is an admin)")
+	adminAddr := admin.Flag(fs)
+	pprofAddr := admin.PprofFlag(fs)
+	fs.DurationVar(&cfg.Gateway.ReplyTimeout, "reply_timeout", 0, "how long the gateway waits for a reply (default: --timeout + 10s)")
+	available := gateway.Inputs().Instantiate()
+	available.Flags(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: botmesh [flags]
+
+Runs the whole botmesh mesh in one process: an embedded NATS server, a router,
+the command services (echo, registry: list/get/register/deregister service,
+query: query and health), the demo go-micro service greeter, and the inputs.
+On a terminal these are the shell (type messages, replies are printed) and the
+web chat (open the address it prints; --web_address, default 127.0.0.1:8080);
+Ctrl-D or Ctrl-C quits. With stdin piped, the shell alone reads the messages
+and, at the end of the input, botmesh waits for the outstanding replies and
+exits.
+
+  printf 'ping\necho hi there\nquery greeter Greeter.Hello {"name":"Ada"}\n' | botmesh
+
+Set --nats_url to use a running NATS server instead of the embedded one; other
+routers, gateways and command services can join through it. With
+--nats_announce the NATS server is announced on the LAN (mDNS), and parts
+started there without --nats_url find it.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	mcfg, log, err := boot.Parse(fs, boot.Spec{Name: "botmesh", Args: args, LogTo: stderr, LogLevel: "warn"})
+	if err != nil {
+		return err
+	}
+	if *policyFile != "" {
+		if cfg.Router.Policy, err = policy.Load(*policyFile); err != nil {
+			return err
+		}
+	}
+	cfg.Admin = admin.New(*adminAddr, log)
+	if err := admin.ServePprof(ctx, *pprofAddr, log); err != nil {
+		return err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "nats_url" {
+			cfg.External = true
+		}
+	})
+	if !cfg.External {
+		// The embedded server is the address: nothing to look for, and
+		// Run announces it.
+		cfg.Announce, mcfg.Announce, mcfg.FindNATS = mcfg.Announce, false, false
+	}
+	cfg.Mesh = mcfg
+	cfg.Gateway.MaxMessageBytes = cfg.Router.MaxMessageBytes
+	cfg.Gateway.ShutdownGrace = cfg.Router.ShutdownGrace
+	cfg.Gateway.Delivery = cfg.Router.Delivery
+	if cfg.Gateway.ReplyTimeout <= 0 {
+		cfg.Gateway.ReplyTimeout = cfg.Router.Timeout + 10*time.Second
+	}
+	interactive := isTerminal(stdin)
+	if *inputs == "" {
+		// Piped input must end the run at its end: the web chat, which
+		// never ends, runs only on a terminal.
+		*inputs = shell.Name
+		if interactive {
+			*inputs = shell.Name + "," + web.Name
+		}
+	}
+	selected, err := available.Select(*inputs, adapter.Env{Stdin: stdin, Stdout: stdout, Log: log})
+	if err != nil {
+		return err
+	}
+	ctx, quit := context.WithCancel(ctx)
+	defer quit()
+	for i, in := range selected {
+		if in.String() == shell.Name && len(selected) > 1 {
+			// Ctrl-D ends the shell; with other inputs running it quits
+			// botmesh (after the replies in flight, within --shutdown_grace).
+			selected[i] = quitOnEOF{Input: in, quit: quit}
+		}
+		if w, ok := in.(*web.Input); ok {
+			go func() {
+				select {
+				case <-w.Listening():
+					fmt.Fprintf(stderr, "Web chat: %s\n", w.URL())
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}
+	return Run(ctx, cfg, selected, log, func(natsURL string) {
+		if !interactive {
+			return
+		}
+		quitHint := "Ctrl-C to quit"
+		if strings.Contains(","+*inputs+",", ","+shell.Name+",") {
+			quitHint = "Type help, or Ctrl-D to quit"
+		}
+		fmt.Fprintf(stderr, "botmesh is ready (NATS at %s). %s.\n", natsURL, quitHint)
+	})
+}
+
+// quitOnEOF is an input whose end (io.EOF from Recv) calls quit.
+type quitOnEOF struct {
+	adapter.Input
+	quit context.CancelFunc
+}
+
+func (q quitOnEOF) Stream(ctx context.Context) (adapter.Conn, error) {
+	c, err := q.Input.Stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return quitConn{Conn: c, quit: q.quit}, nil
+}
+
+type quitConn struct {
+	adapter.Conn
+	quit context.CancelFunc
+}
+
+func (q quitConn) Recv(ctx context.Context) (*chatopsv1.Event, error) {
+	ev, err := q.Conn.Recv(ctx)
+	if errors.Is(err, io.EOF) {
+		q.quit()
+	}
+	return ev, err
+}
+
+// isTerminal reports whether r is a terminal (not a pipe, a file or
+// /dev/null).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

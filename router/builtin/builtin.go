@@ -1,0 +1,78 @@
+// Package builtin holds the commands the router answers itself, with the
+// words and behaviour of the Micro Bot's: hello, ping, time, the three laws
+// (help is assembled by the router, which knows the command services).
+package builtin
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Command is a built-in command.
+type Command struct {
+	// Name identifies the command ("ping").
+	Name string
+	// Pattern is matched against the message key (lower-case words joined by
+	// single spaces), as the Micro Bot matched its built-ins.
+	Pattern *regexp.Regexp
+	// Usage and Description are shown by help.
+	Usage, Description string
+	// Exec answers the command. args are the message's words.
+	Exec func(ctx context.Context, args []string) string
+}
+
+// HelpUsage and HelpDescription describe the help command, which the router
+// answers itself.
+const (
+	HelpUsage       = "help"
+	HelpDescription = "Displays help for all known commands"
+)
+
+// HelpPattern matches the help command.
+var HelpPattern = regexp.MustCompile(`^help$`)
+
+// Laws are the three laws of robotics, as the Micro Bot states them.
+var Laws = []string{
+	"1. A robot may not injure a human being or, through inaction, allow a human being to come to harm.",
+	"2. A robot must obey the orders given it by human beings except where such orders would conflict with the First Law.",
+	"3. A robot must protect its own existence as long as such protection does not conflict with the First or Second Laws.",
+}
+
+// Commands returns the built-ins in matching order. now gives the time for
+// the time command (time.Now outside tests).
+func Commands(now func() time.Time) []Command {
+	return []Command{
+		{
+			Name: "hello", Pattern: regexp.MustCompile(`^hello$`),
+			Usage: "hello", Description: "Returns a greeting",
+			Exec: func(context.Context, []string) string { return "hey what's up?" },
+		},
+		{
+			Name: "ping", Pattern: regexp.MustCompile(`^ping$`),
+			Usage: "ping", Description: "Returns pong",
+			Exec: func(context.Context, []string) string { return "pong" },
+		},
+		{
+			Name: "the three laws", Pattern: regexp.MustCompile(`^(the )?three laws( of robotics)?$`),
+			Usage: "the three laws", Description: "Returns the three laws of robotics",
+			Exec: func(context.Context, []string) string { return strings.Join(Laws, "\n") },
+		},
+		{
+			Name: "time", Pattern: regexp.MustCompile(`^time$`),
+			Usage: "time", Description: "Returns the server time",
+			Exec: func(context.Context, []string) string { return "Server time is: " + now().Format(time.RFC1123) },
+		},
+	}
+}
+
+// Match returns the first built-in whose pattern matches key.
+func Match(cmds []Command, key string) (*Command, bool) {
+	for i := range cmds {
+		if cmds[i].Pattern.MatchString(key) {
+			return &cmds[i], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,42 @@
+package builtin
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBuiltins(t *testing.T) {
+	at := time.Date(2016, 3, 14, 15, 9, 26, 0, time.UTC)
+	cmds := Commands(func() time.Time { return at })
+	tests := []struct {
+		key, name, want string
+	}{
+		{"hello", "hello", "hey what's up?"},
+		{"ping", "ping", "pong"},
+		{"time", "time", "Server time is: Mon, 14 Mar 2016 15:09:26 UTC"},
+		{"the three laws", "the three laws", strings.Join(Laws, "\n")},
+		{"three laws", "the three laws", strings.Join(Laws, "\n")},
+		{"the three laws of robotics", "the three laws", strings.Join(Laws, "\n")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.key, func(t *testing.T) {
+			c, ok := Match(cmds, tc.key)
+			if !ok {
+				t.Fatalf("%q matched nothing", tc.key)
+			}
+			if c.Name != tc.name {
+				t.Fatalf("%q matched %q, want %q", tc.key, c.Name, tc.name)
+			}
+			if got := c.Exec(context.Background(), strings.Fields(tc.key)); got != tc.want {
+				t.Errorf("answer %q, want %q", got, tc.want)
+			}
+		})
+	}
+	for _, key := range []string{"pingx", "ping me", "hello there", "echo ping", "laws", "help", "timeout"} {
+		if c, ok := Match(cmds, key); ok {
+			t.Errorf("%q matched %q; built-ins must match whole messages", key, c.Name)
+		}
+	}
+}

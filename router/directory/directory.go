@@ -1,0 +1,587 @@
+// Package directory keeps the router's view of the command services: every
+// service in the go-micro registry whose name starts with the namespace, its
+// live nodes, and the commands it serves (from Command.Help).
+//
+// The view is built from a full listing at start, kept current by the
+// registry's watcher (a service started later is usable as soon as its
+// registration is seen), and corrected by a periodic resync (a process
+// killed without deregistering disappears at the next one). The directory
+// is also the router's go-micro selector, so that help, matching and RPC
+// routing all see the same services and nodes.
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"go-micro.dev/v4/registry"
+	"go-micro.dev/v4/selector"
+	"golang.org/x/sync/singleflight"
+)
+
+// HelpFunc asks a service for its usage (Command.Help).
+type HelpFunc func(ctx context.Context, service string) (*chatopsv1.HelpResponse, error)
+
+// Command is one command a service serves.
+type Command struct {
+	// Words start the command, lower-case: ["list", "services"] or ["echo"].
+	Words []string
+	// Usage and Description are shown by help; Usage is the words until
+	// the service answers Help.
+	Usage, Description string
+	// Service is the registry name of the service that runs the command.
+	Service string
+}
+
+// Pattern returns the command's words joined by spaces.
+func (c Command) Pattern() string { return strings.Join(c.Words, " ") }
+
+type entry struct {
+	name     string // command name: service name minus namespace and dot
+	nodes    map[string]*registry.Node
+	seen     map[string]time.Time // node id → last time a registration was seen
+	born     map[string]time.Time // node id → first time it was seen
+	down     map[string]time.Time // node id → not to be chosen until
+	commands []Command
+	helped   bool // Help answered
+	fetching bool // Help call in flight
+}
+
+// Directory is the router's view of the command services. It is safe for
+// concurrent use.
+type Directory struct {
+	reg    registry.Registry
+	prefix string // namespace + "."
+	log    *slog.Logger
+	resync time.Duration
+	down   time.Duration
+	warmup time.Duration
+	now    func() time.Time
+
+	mu       sync.RWMutex
+	services map[string]*entry // by registry name
+	help     HelpFunc
+	ctx      context.Context // Run's context, for Help calls started by events
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	helps     sync.WaitGroup // Help calls in flight
+	lookups   singleflight.Group
+	misses    sync.Map // registry name → time of a lookup that found nothing
+}
+
+// Option configures a Directory.
+type Option func(*Directory)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(d *Directory) { d.log = l } }
+
+// WithResync sets how often the whole view is checked against the registry
+// (default 10s). Services killed without deregistering leave the view at the
+// next resync.
+func WithResync(every time.Duration) Option { return func(d *Directory) { d.resync = every } }
+
+// WithDownTime sets how long a node that failed at the transport level is
+// skipped by the selector (default 10s), unless it is the only node.
+func WithDownTime(d time.Duration) Option { return func(dd *Directory) { dd.down = d } }
+
+// WithWarmup sets how long after it first appears a node is not marked down
+// (default 2s).
+func WithWarmup(d time.Duration) Option { return func(dd *Directory) { dd.warmup = d } }
+
+// New returns a directory of the services under namespace in reg. It is
+// empty until Run starts.
+func New(reg registry.Registry, namespace string, opts ...Option) *Directory {
+	d := &Directory{
+		reg:      reg,
+		prefix:   namespace + ".",
+		log:      slog.New(slog.DiscardHandler),
+		resync:   10 * time.Second,
+		down:     10 * time.Second,
+		warmup:   2 * time.Second,
+		now:      time.Now,
+		services: map[string]*entry{},
+		ready:    make(chan struct{}),
+		ctx:      context.Background(),
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// Ready is closed once the first full listing of the registry is done.
+func (d *Directory) Ready() <-chan struct{} { return d.ready }
+
+// Run lists the registry, then follows its watcher and resyncs periodically
+// until ctx is done. help is called once per new service, in the background.
+func (d *Directory) Run(ctx context.Context, help HelpFunc) error {
+	d.mu.Lock()
+	d.help, d.ctx = help, ctx
+	d.mu.Unlock()
+
+	// Watch before the first listing, so that nothing registered meanwhile
+	// is missed.
+	w, werr := d.reg.Watch()
+	if werr != nil {
+		d.log.Warn("registry watch failed; retrying", "err", werr)
+		w = nil
+	}
+	if err := d.Sync(ctx); err != nil {
+		d.log.Warn("first registry listing failed; retrying", "err", err)
+	}
+	// Let the first Help answers arrive, so that help is complete from the
+	// start (services that do not answer keep their name meanwhile).
+	helped := make(chan struct{})
+	go func() {
+		d.helps.Wait()
+		close(helped)
+	}()
+	select {
+	case <-helped:
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	d.readyOnce.Do(func() { close(d.ready) })
+
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		d.watch(ctx, w)
+	}()
+	t := time.NewTicker(d.resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-watchDone
+			return nil
+		case <-t.C:
+			if err := d.Sync(ctx); err != nil {
+				d.log.Warn("registry resync failed", "err", err)
+			}
+		}
+	}
+}
+
+// watch follows w (or a new watcher, if w is nil or ends) until ctx is
+// done.
+func (d *Directory) watch(ctx context.Context, w registry.Watcher) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		var err error
+		if w == nil {
+			w, err = d.reg.Watch()
+		}
+		if err != nil {
+			d.log.Warn("registry watch failed; retrying", "err", err, "in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		began := time.Now()
+		stop := context.AfterFunc(ctx, w.Stop)
+		for {
+			res, err := w.Next()
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Warn("registry watcher ended; restarting", "err", err)
+				}
+				break
+			}
+			if res != nil && res.Service != nil {
+				d.apply(res.Action, res.Service)
+			}
+		}
+		stop()
+		w.Stop()
+		w = nil
+		if time.Since(began) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// apply merges one watcher event.
+func (d *Directory) apply(action string, svc *registry.Service) {
+	if !d.inNamespace(svc.Name) {
+		return
+	}
+	d.log.Debug("registry event", "action", action, "service", svc.Name, "nodes", len(svc.Nodes))
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.services[svc.Name]
+	switch action {
+	case "delete":
+		if e == nil {
+			return
+		}
+		for _, n := range svc.Nodes {
+			e.forget(n.Id)
+		}
+		if len(e.nodes) == 0 {
+			delete(d.services, svc.Name)
+			d.log.Info("command service gone", "service", svc.Name)
+		}
+	default: // create, update
+		if len(svc.Nodes) == 0 {
+			return
+		}
+		if e == nil {
+			e = d.addLocked(svc.Name)
+		}
+		for _, n := range svc.Nodes {
+			if _, known := e.nodes[n.Id]; !known {
+				e.born[n.Id] = now
+			}
+			e.nodes[n.Id] = n
+			e.seen[n.Id] = now
+			delete(e.down, n.Id)
+		}
+		d.fetchHelpLocked(svc.Name, e)
+	}
+}
+
+func (d *Directory) addLocked(service string) *entry {
+	name := strings.TrimPrefix(service, d.prefix)
+	e := &entry{
+		name:  name,
+		nodes: map[string]*registry.Node{},
+		seen:  map[string]time.Time{},
+		born:  map[string]time.Time{},
+		down:  map[string]time.Time{},
+	}
+	e.commands = defaultCommands(service, name, nil)
+	d.services[service] = e
+	d.misses.Delete(service)
+	d.log.Info("command service found", "service", service, "command", name)
+	return e
+}
+
+// fetchHelpLocked starts a Help call for e unless one ran or runs.
+func (d *Directory) fetchHelpLocked(service string, e *entry) {
+	if e.helped || e.fetching || d.help == nil {
+		return
+	}
+	e.fetching = true
+	help, ctx := d.help, d.ctx
+	d.helps.Add(1)
+	go func() {
+		defer d.helps.Done()
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rsp, err := help(hctx, service)
+		cancel()
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		e.fetching = false
+		if d.services[service] != e {
+			return // gone meanwhile
+		}
+		if err != nil {
+			// Keep the Micro Bot rule (name = command); try again at the
+			// next resync.
+			d.log.Warn("command service did not answer Help", "service", service, "err", err)
+			return
+		}
+		e.helped = true
+		e.commands = defaultCommands(service, e.name, rsp)
+		d.log.Debug("command service help", "service", service, "commands", len(e.commands))
+	}()
+}
+
+func (e *entry) forget(id string) {
+	delete(e.nodes, id)
+	delete(e.seen, id)
+	delete(e.born, id)
+	delete(e.down, id)
+}
+
+// defaultCommands turns a Help answer (nil before it comes) into commands.
+func defaultCommands(service, name string, rsp *chatopsv1.HelpResponse) []Command {
+	var out []Command
+	if rsp != nil {
+		for _, c := range rsp.GetCommands() {
+			words := strings.Fields(strings.ToLower(c.GetPattern()))
+			if len(words) == 0 {
+				continue
+			}
+			usage := c.GetUsage()
+			if usage == "" {
+				usage = strings.Join(words, " ")
+			}
+			out = append(out, Command{Words: words, Usage: usage, Description: c.GetDescription(), Service: service})
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	c := Command{Words: []string{strings.ToLower(name)}, Usage: name, Service: service}
+	if rsp != nil {
+		if rsp.GetUsage() != "" {
+			c.Usage = rsp.GetUsage()
+		}
+		c.Description = rsp.GetDescription()
+	}
+	return []Command{c}
+}
+
+// Sync replaces the view with a full listing of the registry. Nodes whose
+// registration was seen after the listing started are kept.
+func (d *Directory) Sync(ctx context.Context) error {
+	started := d.now()
+	list, err := d.reg.ListServices(registry.ListContext(ctx))
+	if err != nil {
+		return fmt.Errorf("directory: list services: %w", err)
+	}
+	names := map[string]bool{}
+	for _, s := range list {
+		if d.inNamespace(s.Name) {
+			names[s.Name] = true
+		}
+	}
+	found := make(map[string][]*registry.Service, len(names))
+	failed := map[string]bool{}
+	var (
+		wg   sync.WaitGroup
+		fmu  sync.Mutex
+		errs []error
+	)
+	for name := range names {
+		wg.Go(func() {
+			svcs, err := d.reg.GetService(name, registry.GetContext(ctx))
+			fmu.Lock()
+			defer fmu.Unlock()
+			if err != nil && !errors.Is(err, registry.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("get %s: %w", name, err))
+				failed[name] = true // unknown: keep what we know
+				return
+			}
+			found[name] = svcs
+		})
+	}
+	wg.Wait()
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, e := range d.services {
+		if !names[name] {
+			d.pruneLocked(name, e, nil, started)
+		}
+	}
+	for name, svcs := range found {
+		e := d.services[name]
+		var nodes []*registry.Node
+		for _, s := range svcs {
+			nodes = append(nodes, s.Nodes...)
+		}
+		if e == nil {
+			if len(nodes) == 0 {
+				continue
+			}
+			e = d.addLocked(name)
+		}
+		for _, n := range nodes {
+			if _, known := e.nodes[n.Id]; !known {
+				e.born[n.Id] = started
+			}
+			e.nodes[n.Id] = n
+			if e.seen[n.Id].Before(started) {
+				e.seen[n.Id] = started
+			}
+		}
+		d.pruneLocked(name, e, nodes, started)
+		if d.services[name] == e {
+			d.fetchHelpLocked(name, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pruneLocked drops nodes of e that are not in live and were last seen
+// before since; it drops e when no node is left.
+func (d *Directory) pruneLocked(name string, e *entry, live []*registry.Node, since time.Time) {
+	for id := range e.nodes {
+		if slices.ContainsFunc(live, func(n *registry.Node) bool { return n.Id == id }) {
+			continue
+		}
+		if !e.seen[id].Before(since) {
+			continue
+		}
+		e.forget(id)
+	}
+	if len(e.nodes) == 0 {
+		delete(d.services, name)
+		d.log.Info("command service gone", "service", name)
+	}
+}
+
+func (d *Directory) inNamespace(service string) bool {
+	return len(service) > len(d.prefix) && strings.HasPrefix(service, d.prefix)
+}
+
+// Match returns the command whose words are the longest prefix of words
+// (compared case-insensitively). Ties go to the service whose name sorts
+// first, so every router replica picks the same one.
+func (d *Directory) Match(words []string) (Command, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var best Command
+	found := false
+	for _, e := range d.services {
+		for _, c := range e.commands {
+			if !prefixFold(c.Words, words) {
+				continue
+			}
+			if !found || len(c.Words) > len(best.Words) || len(c.Words) == len(best.Words) && c.Service < best.Service {
+				best, found = c, true
+			}
+		}
+	}
+	return best, found
+}
+
+// prefixFold reports whether words begin with the (lower-case) pattern,
+// ignoring case: only the pattern's few words are compared, so a long
+// message costs no more than a short one.
+func prefixFold(pattern, words []string) bool {
+	if len(pattern) > len(words) {
+		return false
+	}
+	for i, p := range pattern {
+		if !strings.EqualFold(p, words[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Lookup asks the registry directly for the service named by the command
+// word, for a message that matched nothing: it makes a service usable even
+// before its registration event arrives. Lookups that find nothing are not
+// repeated for a second.
+func (d *Directory) Lookup(ctx context.Context, word string) (Command, bool) {
+	service := d.prefix + strings.ToLower(word)
+	if !d.inNamespace(service) {
+		return Command{}, false
+	}
+	if t, ok := d.misses.Load(service); ok && d.now().Sub(t.(time.Time)) < time.Second {
+		return Command{}, false
+	}
+	v, _, _ := d.lookups.Do(service, func() (any, error) {
+		svcs, err := d.reg.GetService(service, registry.GetContext(ctx))
+		var nodes []*registry.Node
+		for _, s := range svcs {
+			nodes = append(nodes, s.Nodes...)
+		}
+		if err != nil || len(nodes) == 0 {
+			d.misses.Store(service, d.now())
+			return false, nil
+		}
+		d.apply("create", &registry.Service{Name: service, Nodes: nodes})
+		return true, nil
+	})
+	if !v.(bool) {
+		return Command{}, false
+	}
+	return d.Match([]string{word})
+}
+
+// Services returns how many command services the directory knows.
+func (d *Directory) Services() int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.services)
+}
+
+// Commands returns every command, sorted by pattern then service.
+func (d *Directory) Commands() []Command {
+	d.mu.RLock()
+	var out []Command
+	for _, e := range d.services {
+		out = append(out, e.commands...)
+	}
+	d.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if pi, pj := out[i].Pattern(), out[j].Pattern(); pi != pj {
+			return pi < pj
+		}
+		return out[i].Service < out[j].Service
+	})
+	return out
+}
+
+// nodes returns the nodes of service to choose from, sorted by id: those
+// not marked down, or all of them if every node is marked down.
+func (d *Directory) nodes(service string) []*registry.Node {
+	now := d.now()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	e := d.services[service]
+	if e == nil {
+		return nil
+	}
+	all := make([]*registry.Node, 0, len(e.nodes))
+	up := make([]*registry.Node, 0, len(e.nodes))
+	for id, n := range e.nodes {
+		all = append(all, n)
+		if now.After(e.down[id]) {
+			up = append(up, n)
+		}
+	}
+	if len(up) == 0 {
+		up = all
+	}
+	sort.Slice(up, func(i, j int) bool { return up[i].Id < up[j].Id })
+	return up
+}
+
+// markDown keeps node out of selection for the down time, unless it
+// registered less than the warm-up ago: go-micro registers a server before
+// its NATS transport subscription is live, so a new node can answer "no
+// responders" for a moment.
+func (d *Directory) markDown(service, node string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.services[service]; e != nil {
+		if _, ok := e.nodes[node]; ok && d.now().Sub(e.born[node]) >= d.warmup {
+			e.down[node] = d.now().Add(d.down)
+			d.log.Warn("node unreachable; skipping it", "service", service, "node", node, "for", d.down)
+		}
+	}
+}
+
+// rotation returns a selector.Next for one call: it starts at a random node
+// and moves to the next one on each retry, so a retry goes elsewhere when
+// there is elsewhere to go.
+func (d *Directory) rotation(service string) func() (*registry.Node, error) {
+	offset := rand.IntN(1 << 30)
+	return func() (*registry.Node, error) {
+		nodes := d.nodes(service)
+		if len(nodes) == 0 {
+			return nil, selector.ErrNoneAvailable
+		}
+		n := nodes[offset%len(nodes)]
+		offset++
+		return n, nil
+	}
+}

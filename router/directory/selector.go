@@ -1,0 +1,43 @@
+package directory
+
+import (
+	"go-micro.dev/v4/registry"
+	"go-micro.dev/v4/selector"
+)
+
+// Selector returns a go-micro selector that picks nodes from the directory:
+// a random one first, the next one on each retry, skipping nodes marked
+// down. Pass it to the router's client
+// (client.Selector) so RPCs go where help says the services are.
+func (d *Directory) Selector() selector.Selector { return dirSelector{d} }
+
+// MarkDown tells the directory that a call to node failed before reaching
+// its handler (the node is gone or unreachable); the selector avoids it for
+// a while and the next resync settles whether it is still registered.
+func (d *Directory) MarkDown(service, node string) { d.markDown(service, node) }
+
+type dirSelector struct{ d *Directory }
+
+func (s dirSelector) Init(...selector.Option) error { return nil }
+
+func (s dirSelector) Options() selector.Options {
+	return selector.Options{Registry: s.d.reg}
+}
+
+func (s dirSelector) Select(service string, _ ...selector.SelectOption) (selector.Next, error) {
+	if len(s.d.nodes(service)) == 0 {
+		return nil, selector.ErrNotFound
+	}
+	return s.d.rotation(service), nil
+}
+
+// Mark is called by the go-micro client after every call, with its error;
+// the router marks transport failures itself (MarkDown), where it can tell
+// them from a command's own errors.
+func (s dirSelector) Mark(string, *registry.Node, error) {}
+
+func (s dirSelector) Reset(string) {}
+
+func (s dirSelector) Close() error { return nil }
+
+func (s dirSelector) String() string { return "botmesh-directory" }

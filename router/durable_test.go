@@ -1,0 +1,105 @@
+package router_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/router"
+	"github.com/botmesh/botmesh/router/inbound"
+	"github.com/botmesh/botmesh/sdk/meshtest"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+)
+
+// A message taken by a router that dies before answering goes to another
+// router after the ack wait, and is answered.
+func TestDurableRedelivery(t *testing.T) {
+	s := meshtest.NATS(t)
+	jcfg := inbound.JetStreamConfig{AckWait: time.Second}
+	// The router that dies: it takes the message and never finishes it.
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	dying := inbound.NewJetStream(nc, jcfg)
+	taken := make(chan *inbound.Message, 1)
+	if err := dying.Start(context.Background(), func(m *inbound.Message) { taken <- m }); err != nil {
+		t.Fatal(err)
+	}
+	reply := chatopsv1.ReplySubject("testgw", "t1")
+	sub, err := nc.SubscribeSync(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &chatopsv1.Event{Id: "E1", Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, Data: []byte("ping"), Platform: "test", Gateway: "testgw", ReplyTo: reply}
+	if err := nc.Publish(chatopsv1.SubjectIn("test"), mustMarshal(t, ev)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-taken:
+		if m.Redelivered {
+			t.Error("first delivery marked redelivered")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first router got nothing")
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := dying.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	died := time.Now()
+
+	newEnvOn(t, s, router.Config{JetStream: jcfg})
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("the message held by the dead router was never answered: %v", err)
+	}
+	rep := &chatopsv1.Event{}
+	if err := proto.Unmarshal(msg.Data, rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.GetInReplyTo() != "E1" || string(rep.GetData()) != "pong" {
+		t.Errorf("reply %q to %s", rep.GetData(), rep.GetInReplyTo())
+	}
+	t.Logf("answered %s after the first router died (ack wait 1s)", time.Since(died).Round(10*time.Millisecond))
+	if extra, err := sub.NextMsg(1500 * time.Millisecond); err == nil {
+		t.Errorf("answered twice: %q", extra.Data)
+	}
+}
+
+// A command slower than the ack wait is not handed to another router: the
+// router keeps the message alive while it works. The user hears it is
+// still running.
+func TestDurableSlowCommandRunsOnce(t *testing.T) {
+	cfg := router.Config{JetStream: inbound.JetStreamConfig{AckWait: 600 * time.Millisecond}, ProgressAfter: 300 * time.Millisecond}
+	e := newEnv(t, cfg)
+	var calls atomic.Int32
+	e.serve("slow", handler{exec: func(_ context.Context, _ *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+		calls.Add(1)
+		time.Sleep(2 * time.Second)
+		rsp.Result = []byte("done")
+		return nil
+	}})
+	waitFor(t, func() bool { return strings.Contains(string(e.ask("help").GetData()), "slow") })
+	sub, _ := e.send([]byte("slow"))
+	first := e.await(sub, 5*time.Second)
+	if first.GetType() != chatopsv1.EventType_EVENT_TYPE_PROGRESS || string(first.GetData()) != "working on it…" {
+		t.Errorf("first: %s %q, want the progress note", first.GetType(), first.GetData())
+	}
+	final := e.await(sub, 10*time.Second)
+	if !isReply(final) || string(final.GetData()) != "done" {
+		t.Errorf("final: %s %q", final.GetType(), final.GetData())
+	}
+	if extra, err := sub.NextMsg(1500 * time.Millisecond); err == nil {
+		t.Errorf("another event after the reply: %q", extra.Data)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the command ran %d times, want 1", n)
+	}
+}

@@ -1,0 +1,74 @@
+// Package parse turns the text of a chat message into the words a command
+// is matched on. It is the first code that reads untrusted text, so it
+// accepts any bytes and never fails except for empty or oversized input.
+package parse
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// DefaultMaxBytes is the longest message accepted by default: 64 KiB, above
+// Slack's 40,000-character message limit and far above anything typed.
+const DefaultMaxBytes = 64 << 10
+
+// ErrEmpty means the message has no words.
+var ErrEmpty = errors.New("parse: empty message")
+
+// TooLongError means the message is over the size limit.
+type TooLongError struct {
+	Size, Limit int
+}
+
+func (e *TooLongError) Error() string {
+	return fmt.Sprintf("parse: message of %d bytes is over the %d-byte limit", e.Size, e.Limit)
+}
+
+// Message is a chat message ready for matching.
+type Message struct {
+	// Text is the message as valid UTF-8 with control characters other
+	// than newline and tab removed and surrounding space trimmed.
+	Text string
+	// Words are Text split at white space; Words[0] is the command word.
+	Words []string
+}
+
+// Key returns the words lower-cased and joined by single spaces: the form
+// that built-in patterns and command names are matched against.
+func (m Message) Key() string {
+	return strings.ToLower(strings.Join(m.Words, " "))
+}
+
+// Parse reads data as a chat message. Invalid UTF-8 becomes U+FFFD; a
+// message over maxBytes (before any change) is a *TooLongError; maxBytes <= 0
+// means DefaultMaxBytes.
+func Parse(data []byte, maxBytes int) (Message, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if len(data) > maxBytes {
+		return Message{}, &TooLongError{Size: len(data), Limit: maxBytes}
+	}
+	text := string(data)
+	if !utf8.ValidString(text) {
+		text = strings.ToValidUTF8(text, "\uFFFD")
+	}
+	text = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' {
+			return r
+		}
+		if r == '\r' || unicode.IsControl(r) || r == '\u200b' || r == '\ufeff' {
+			return -1
+		}
+		return r
+	}, text)
+	text = strings.TrimSpace(text)
+	words := strings.Fields(text)
+	if len(words) == 0 {
+		return Message{}, ErrEmpty
+	}
+	return Message{Text: text, Words: words}, nil
+}

@@ -1,0 +1,603 @@
+// Package router is the botmesh router: it takes chat events from NATS,
+// matches each against the built-in commands and then the command services
+// found in the go-micro registry, runs the command and publishes the reply
+// to the gateway that owns the conversation. Any number of routers share the
+// work (one NATS queue group); each message is handled in its own goroutine,
+// with a deadline, so a slow command never holds up another.
+package router
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/router/audit"
+	"github.com/botmesh/botmesh/router/builtin"
+	"github.com/botmesh/botmesh/router/confirm"
+	"github.com/botmesh/botmesh/router/directory"
+	"github.com/botmesh/botmesh/router/inbound"
+	"github.com/botmesh/botmesh/router/parse"
+	"github.com/botmesh/botmesh/router/policy"
+	"github.com/botmesh/botmesh/router/ratelimit"
+	"github.com/botmesh/botmesh/sdk/command"
+	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/suggest"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"go-micro.dev/v4/client"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Config tunes a router. Zero fields take the defaults of DefaultConfig,
+// except RateLimits and HelpAll, whose zero values mean no limits and a help
+// filtered by the policy.
+type Config struct {
+	// Timeout bounds one command, from receipt to reply. A command service
+	// that does not answer in time gets the user a timeout message.
+	Timeout time.Duration
+	// CommandTimeouts overrides Timeout for some commands, by pattern
+	// ("query": 2m).
+	CommandTimeouts Timeouts
+	// MaxInFlight bounds the messages handled at once; more wait in NATS.
+	MaxInFlight int
+	// MaxMessageBytes is the longest message text accepted.
+	MaxMessageBytes int
+	// MaxReplyBytes is the longest reply text; a longer result is cut, with
+	// a note saying how much. It is also kept under the NATS payload limit.
+	MaxReplyBytes int
+	// ShutdownGrace is how long Run waits, after its context ends, for the
+	// messages in flight to be answered.
+	ShutdownGrace time.Duration
+	// ResyncInterval is how often the command services are checked against
+	// the registry (a service killed without deregistering leaves help at
+	// the next check).
+	ResyncInterval time.Duration
+	// Delivery is how messages arrive: "jetstream" (a durable stream; a
+	// message a router took but did not answer goes to another router) or
+	// "core" (core NATS: lowest latency, at most once).
+	Delivery string
+	// JetStream tunes the durable consumer (Delivery "jetstream").
+	JetStream inbound.JetStreamConfig
+	// ProgressAfter is when a user whose command has not answered yet gets
+	// a "working on it" note (0: never).
+	ProgressAfter time.Duration
+	// Policy decides who may run what (nil: policy.Default()).
+	Policy *policy.Policy
+	// ConfirmWindow is how long a command that needs confirmation waits
+	// for its author's "yes".
+	ConfirmWindow time.Duration
+	// RateLimits bound how fast one user, or one conversation, may run
+	// commands (per router replica).
+	RateLimits ratelimit.Config
+	// HelpAll makes help list every command, not only those the asking
+	// user may run.
+	HelpAll bool
+	// AuditMaxAge is how long the audit stream keeps records.
+	AuditMaxAge time.Duration
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Timeout:         30 * time.Second,
+		MaxInFlight:     1024,
+		MaxMessageBytes: parse.DefaultMaxBytes,
+		MaxReplyBytes:   256 << 10,
+		ShutdownGrace:   30 * time.Second,
+		ResyncInterval:  10 * time.Second,
+		Delivery:        durable.JetStream,
+		JetStream:       inbound.DefaultJetStreamConfig(),
+		ProgressAfter:   5 * time.Second,
+		ConfirmWindow:   time.Minute,
+		RateLimits:      ratelimit.Config{UserPerMinute: 30, UserBurst: 10, ChannelPerMinute: 120, ChannelBurst: 30},
+		AuditMaxAge:     30 * 24 * time.Hour,
+	}
+}
+
+// RegisterFlags adds the router's flags to fs, with c's values as defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "longest time one command may take before the user gets a timeout reply")
+	fs.Var(&c.CommandTimeouts, "command_timeouts", "timeouts of particular commands, e.g. 'query=2m,deploy service=10m' (others: --timeout)")
+	fs.IntVar(&c.MaxInFlight, "max_inflight", c.MaxInFlight, "messages handled at once; more wait in NATS")
+	fs.IntVar(&c.MaxMessageBytes, "max_message_bytes", c.MaxMessageBytes, "longest message accepted, in bytes")
+	fs.IntVar(&c.MaxReplyBytes, "max_reply_bytes", c.MaxReplyBytes, "longest reply, in bytes; longer results are cut with a note")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown_grace", c.ShutdownGrace, "on SIGTERM, how long to wait for messages in flight")
+	fs.DurationVar(&c.ResyncInterval, "resync", c.ResyncInterval, "how often to check the command services against the registry")
+	fs.StringVar(&c.Delivery, "delivery", c.Delivery, "how messages arrive: jetstream (durable: none lost if a router dies) or core (at most once, lowest latency)")
+	fs.DurationVar(&c.JetStream.AckWait, "ack_wait", c.JetStream.AckWait, "jetstream: how long a message held by a silent router waits before another router takes it")
+	fs.IntVar(&c.JetStream.Stream.Replicas, "stream_replicas", c.JetStream.Stream.Replicas, "jetstream: copies of the inbound stream in a NATS cluster")
+	fs.DurationVar(&c.ProgressAfter, "progress_after", c.ProgressAfter, "when to tell the user a slow command is still running (0: never)")
+	fs.DurationVar(&c.ConfirmWindow, "confirm_window", c.ConfirmWindow, "how long a command that needs confirmation waits for its author's yes")
+	fs.Float64Var(&c.RateLimits.UserPerMinute, "rate_user", c.RateLimits.UserPerMinute, "commands a minute one user may run (per router; 0: no limit)")
+	fs.IntVar(&c.RateLimits.UserBurst, "rate_user_burst", c.RateLimits.UserBurst, "commands one user may run at once above the rate")
+	fs.Float64Var(&c.RateLimits.ChannelPerMinute, "rate_channel", c.RateLimits.ChannelPerMinute, "commands a minute one conversation may run (per router; 0: no limit)")
+	fs.IntVar(&c.RateLimits.ChannelBurst, "rate_channel_burst", c.RateLimits.ChannelBurst, "commands one conversation may run at once above the rate")
+	fs.BoolVar(&c.HelpAll, "help_all", c.HelpAll, "help lists every command, not only those the user may run")
+	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Timeout <= 0 {
+		c.Timeout = d.Timeout
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = d.MaxReplyBytes
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = d.ShutdownGrace
+	}
+	if c.ResyncInterval <= 0 {
+		c.ResyncInterval = d.ResyncInterval
+	}
+	if c.Delivery == "" {
+		c.Delivery = d.Delivery
+	}
+	if c.JetStream.AckWait <= 0 {
+		c.JetStream.AckWait = d.JetStream.AckWait
+	}
+	if c.JetStream.MaxAckPending <= 0 {
+		c.JetStream.MaxAckPending = d.JetStream.MaxAckPending
+	}
+	if c.JetStream.MaxDeliver <= 0 {
+		c.JetStream.MaxDeliver = d.JetStream.MaxDeliver
+	}
+	if c.JetStream.Batch <= 0 {
+		c.JetStream.Batch = d.JetStream.Batch
+	}
+	if c.ConfirmWindow <= 0 {
+		c.ConfirmWindow = d.ConfirmWindow
+	}
+	if c.AuditMaxAge <= 0 {
+		c.AuditMaxAge = d.AuditMaxAge
+	}
+	if c.Policy == nil {
+		c.Policy = policy.Default()
+	}
+	return c
+}
+
+// Bot is the identity replies are sent from.
+var Bot = &chatopsv1.Peer{Id: "botmesh", Name: "botmesh", Bot: true}
+
+// Router answers chat events. Build it with New and start it with Run.
+type Router struct {
+	cfg      Config
+	m        *mesh.Mesh
+	log      *slog.Logger
+	dir      *directory.Directory
+	cl       client.Client
+	src      inbound.Source
+	builtins []builtin.Command
+	now      func() time.Time
+
+	id      string // this replica, in audit records
+	metrics *metrics
+	limiter *ratelimit.Limiter
+	store   atomic.Pointer[confirmStore]
+	audit   atomic.Pointer[audit.Recorder]
+
+	sem      chan struct{}
+	jobs     chan func()   // to idle workers
+	done     chan struct{} // closed when Run returns: workers exit
+	inflight sync.WaitGroup
+	ready    chan struct{}
+}
+
+// confirmStore wraps the interface for atomic.Pointer.
+type confirmStore struct{ confirm.Store }
+
+func (r *Router) policy() *policy.Policy    { return r.cfg.Policy }
+func (r *Router) confirms() confirm.Store   { return r.store.Load().Store }
+func (r *Router) recorder() *audit.Recorder { return r.audit.Load() }
+
+// Option configures New.
+type Option func(*Router)
+
+// WithSource replaces the inbound source (default: a core NATS queue
+// subscription to bot.v1.in.>).
+func WithSource(s inbound.Source) Option { return func(r *Router) { r.src = s } }
+
+// WithClock sets the clock of the time command and of event times.
+func WithClock(now func() time.Time) Option { return func(r *Router) { r.now = now } }
+
+// New builds a router on m. It fails on a configuration that cannot work.
+func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
+	cfg = cfg.withDefaults()
+	if err := durable.ValidDelivery(cfg.Delivery); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	r := &Router{
+		cfg:     cfg,
+		m:       m,
+		log:     m.Logger().With("component", "router"),
+		now:     time.Now,
+		id:      "router-" + strings.ToLower(nuid.Next()[16:]),
+		limiter: ratelimit.New(cfg.RateLimits),
+		metrics: newMetrics(),
+		sem:     make(chan struct{}, cfg.MaxInFlight),
+		jobs:    make(chan func()),
+		done:    make(chan struct{}),
+		ready:   make(chan struct{}),
+	}
+	r.store.Store(&confirmStore{confirm.NewMemory(cfg.ConfirmWindow)})
+	rec, _ := audit.New(context.Background(), r.log.With("part", "audit"), nil, audit.StreamConfig{})
+	r.audit.Store(rec)
+	for _, o := range opts {
+		o(r)
+	}
+	if r.src == nil {
+		if cfg.Delivery == durable.Core {
+			r.src = inbound.NewCore(m.NATS(), chatopsv1.SubjectInAll)
+		} else {
+			r.src = inbound.NewJetStream(m.NATS(), cfg.JetStream)
+		}
+	}
+	r.builtins = builtin.Commands(r.now)
+	r.dir = directory.New(m.Registry(), m.Namespace(),
+		directory.WithLogger(r.log.With("part", "directory")),
+		directory.WithResync(cfg.ResyncInterval))
+	r.cl = m.NewClient(
+		client.Selector(r.dir.Selector()),
+		client.WrapCall(r.markUnreachable),
+		client.Retries(2),
+		client.Retry(retryUndelivered),
+		client.RequestTimeout(cfg.Timeout),
+		connectionTimeout(cfg.Timeout),
+	)
+	return r, nil
+}
+
+// Directory returns the router's view of the command services.
+func (r *Router) Directory() *directory.Directory { return r.dir }
+
+// Healthy reports nil once the router takes messages (for /healthz).
+func (r *Router) Healthy() error {
+	select {
+	case <-r.ready:
+		return nil
+	default:
+		return errors.New("starting: looking up the command services and subscribing")
+	}
+}
+
+// Ready is closed once the router knows the registered command services and
+// takes messages.
+func (r *Router) Ready() <-chan struct{} { return r.ready }
+
+// Run takes and answers messages until ctx is done, then stops taking new
+// ones and waits up to the shutdown grace for those in flight.
+func (r *Router) Run(ctx context.Context) error {
+	defer close(r.done)
+	dirCtx, stopDir := context.WithCancel(context.WithoutCancel(ctx))
+	dirDone := make(chan error, 1)
+	go func() { dirDone <- r.dir.Run(dirCtx, r.help) }()
+	defer func() {
+		stopDir()
+		<-dirDone
+	}()
+	select {
+	case <-r.dir.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+
+	r.useJetStream(ctx)
+
+	// Handlers get their own context: a shutdown lets them finish (within
+	// the grace), rather than cancelling commands half-way.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m) }); err != nil {
+		return err
+	}
+	close(r.ready)
+	r.log.Info("router ready", "commands", len(r.dir.Commands()), "namespace", r.m.Namespace())
+	<-ctx.Done()
+
+	r.log.Info("router stopping", "grace", r.cfg.ShutdownGrace)
+	graceCtx, cancelGrace := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownGrace)
+	defer cancelGrace()
+	defer func() {
+		if err := r.recorder().Flush(graceCtx); err != nil {
+			r.log.Warn("audit", "err", err)
+		}
+	}()
+	stopErr := r.src.Stop(graceCtx)
+	done := make(chan struct{})
+	go func() {
+		r.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return stopErr
+	case <-graceCtx.Done():
+		cancelWork()
+		<-done
+		return errors.Join(stopErr, fmt.Errorf("router: messages still in flight after %s; cancelled", r.cfg.ShutdownGrace))
+	}
+}
+
+// useJetStream moves pending confirmations to the shared bucket and audit
+// records to the audit stream when the NATS server has JetStream; without
+// it they stay in this process and the log.
+func (r *Router) useJetStream(ctx context.Context) {
+	js, err := jetstream.New(r.m.NATS())
+	if err != nil {
+		r.log.Warn("no JetStream: confirmations stay in this router, audit records in its log", "err", err)
+		return
+	}
+	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	replicas := r.cfg.JetStream.Stream.Replicas
+	if st, err := confirm.NewKV(jctx, js, r.cfg.ConfirmWindow, replicas); err != nil {
+		r.log.Warn("confirmations stay in this router", "err", err)
+	} else {
+		r.store.Store(&confirmStore{st})
+	}
+	rec, err := audit.New(jctx, r.log.With("part", "audit"), js, audit.StreamConfig{MaxAge: r.cfg.AuditMaxAge, Replicas: replicas})
+	if err != nil {
+		r.log.Warn("audit records go to the log only", "err", err)
+	}
+	r.audit.Store(rec)
+}
+
+// receive hands m to a goroutine of its own, waiting while MaxInFlight
+// messages are being handled. The goroutine is an idle worker when there is
+// one: a new goroutine's stack grows (and is copied) several times on the
+// way through a command, which cost a tenth of the router's CPU when each
+// message had a new one.
+func (r *Router) receive(ctx context.Context, m *inbound.Message) {
+	r.sem <- struct{}{}
+	r.inflight.Add(1)
+	job := func() {
+		defer func() {
+			<-r.sem
+			r.inflight.Done()
+		}()
+		r.process(ctx, m)
+	}
+	select {
+	case r.jobs <- job:
+	default:
+		go r.work(job)
+	}
+}
+
+// workerIdle is how long an idle worker waits for a message before it
+// exits.
+const workerIdle = 10 * time.Second
+
+// work runs job, then the jobs it is handed, until none comes for
+// workerIdle.
+func (r *Router) work(job func()) {
+	job()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case job := <-r.jobs:
+			job()
+			idle.Reset(workerIdle)
+		case <-idle.C:
+			return
+		case <-r.done:
+			return
+		}
+	}
+}
+
+func (r *Router) process(ctx context.Context, m *inbound.Message) {
+	ev := &chatopsv1.Event{}
+	if err := proto.Unmarshal(m.Data, ev); err != nil {
+		r.log.Warn("dropping malformed event", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		if chatopsv1.ValidReplySubject(m.Reply) {
+			r.publish(m.Reply, r.errorReply(&chatopsv1.Event{}, "malformed event: "+err.Error()))
+		}
+		m.Done(nil) // a malformed event will not get better: never redeliver
+		return
+	}
+	if m.Redelivered {
+		r.log.Info("redelivered message", "event", ev.GetId(), "subject", m.Subject)
+	}
+	to := ev.GetReplyTo()
+	if !chatopsv1.ValidReplySubject(to) {
+		to = m.Reply
+	}
+	if !chatopsv1.ValidReplySubject(to) {
+		r.log.Warn("dropping event with no valid reply subject", "subject", m.Subject, "event", ev.GetId(), "reply_to", ev.GetReplyTo())
+		m.Done(nil)
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, max(r.cfg.Timeout, r.cfg.CommandTimeouts.longest()))
+	stop := r.whileWorking(m, to, ev)
+	reply := r.Handle(hctx, ev)
+	stop()
+	cancel()
+	m.Done(r.publish(to, reply))
+}
+
+// whileWorking keeps a durable message from going to another router while
+// this one works on it, and tells the user when a command is slow. The
+// returned func stops both.
+func (r *Router) whileWorking(m *inbound.Message, to string, ev *chatopsv1.Event) func() {
+	var stops []func()
+	if m.Durable() {
+		stops = append(stops, every(r.cfg.JetStream.AckWait/3, m.KeepAlive))
+	}
+	if r.cfg.ProgressAfter > 0 {
+		t := time.AfterFunc(r.cfg.ProgressAfter, func() {
+			_ = r.publish(to, r.newReply(ev, chatopsv1.EventType_EVENT_TYPE_PROGRESS, "working on it…"))
+		})
+		stops = append(stops, func() { t.Stop() })
+	}
+	return func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+}
+
+// every calls f every d until the returned func is called; f is not called
+// after that returns. d must be positive.
+func every(d time.Duration, f func()) func() {
+	if d <= 0 {
+		panic("router: every with a period of " + d.String())
+	}
+	var (
+		mu      sync.Mutex
+		t       *time.Timer
+		stopped bool
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		f()
+		t.Reset(d)
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
+}
+
+func (r *Router) publish(subject string, reply *chatopsv1.Event) error {
+	data, err := proto.Marshal(reply)
+	if err != nil {
+		r.log.Error("encode reply", "err", err)
+		return err
+	}
+	if err := r.m.NATS().Publish(subject, data); err != nil {
+		r.log.Error("publish reply", "subject", subject, "err", err)
+		return err
+	}
+	return nil
+}
+
+// help asks a service for its usage; the directory calls it once per new
+// service.
+func (r *Router) help(ctx context.Context, service string) (*chatopsv1.HelpResponse, error) {
+	rsp := &chatopsv1.HelpResponse{}
+	if err := r.cl.Call(ctx, r.cl.NewRequest(service, "Command.Help", &chatopsv1.HelpRequest{}), rsp); err != nil {
+		return nil, err
+	}
+	return rsp, nil
+}
+
+// helpText lists the built-ins, then the command services' commands, one
+// "usage - description" per line: those the asking user may run, or all
+// with HelpAll.
+func (r *Router) helpText(ev *chatopsv1.Event) string {
+	may := func(name string) bool {
+		if r.cfg.HelpAll {
+			return true
+		}
+		return r.decide(ev, name).Allowed
+	}
+	lines := []string{builtin.HelpUsage + " - " + builtin.HelpDescription}
+	for _, b := range r.builtins {
+		if may(b.Name) {
+			lines = append(lines, b.Usage+" - "+b.Description)
+		}
+	}
+	sort.Strings(lines)
+	for _, c := range r.dir.Commands() {
+		if !may(c.Pattern()) {
+			continue
+		}
+		if c.Description == "" {
+			lines = append(lines, c.Usage)
+			continue
+		}
+		lines = append(lines, c.Usage+" - "+c.Description)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// unknown explains that word is not a command and suggests the closest.
+func (r *Router) unknown(word string) string {
+	names := []string{"help"}
+	for _, b := range r.builtins {
+		names = append(names, strings.Fields(b.Usage)[0])
+	}
+	for _, c := range r.dir.Commands() {
+		names = append(names, c.Words[0])
+	}
+	text := fmt.Sprintf("unknown command %q.", truncate(word, 64))
+	if s := suggest.Closest(word, names); len(s) > 0 {
+		text += " Did you mean " + suggest.Quote(s) + "?"
+	}
+	return text + " Type help for the list of commands."
+}
+
+func (r *Router) reply(ev *chatopsv1.Event, text string) *chatopsv1.Event {
+	return r.newReply(ev, chatopsv1.EventType_EVENT_TYPE_REPLY, text)
+}
+
+func (r *Router) errorReply(ev *chatopsv1.Event, text string) *chatopsv1.Event {
+	return r.newReply(ev, chatopsv1.EventType_EVENT_TYPE_ERROR, text)
+}
+
+func (r *Router) newReply(ev *chatopsv1.Event, typ chatopsv1.EventType, text string) *chatopsv1.Event {
+	return &chatopsv1.Event{
+		Id:        nuid.Next(),
+		Type:      typ,
+		From:      Bot,
+		To:        ev.GetTo(),
+		Data:      []byte(r.capReply(text)),
+		Meta:      ev.GetMeta(),
+		Platform:  ev.GetPlatform(),
+		Gateway:   ev.GetGateway(),
+		Thread:    ev.GetThread(),
+		Time:      timestamppb.New(r.now()),
+		InReplyTo: ev.GetId(),
+	}
+}
+
+// capReply cuts text to the reply limit (and what NATS can carry), at a
+// character boundary, and says how much was cut.
+func (r *Router) capReply(text string) string {
+	limit := r.cfg.MaxReplyBytes
+	if mp := int(r.m.NATS().MaxPayload()); mp > 0 && limit > mp-16<<10 {
+		limit = mp - 16<<10
+	}
+	if len(text) <= limit {
+		return text
+	}
+	return string(command.Cut([]byte(text), limit))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,49 @@
+package boot_test
+
+import (
+	"flag"
+	"io"
+	"testing"
+
+	"github.com/botmesh/botmesh/sdk/boot"
+	"github.com/botmesh/botmesh/sdk/mesh"
+)
+
+// "No NATS address given" means: no --nats_url flag, no BOTMESH_NATS_URL,
+// and the binary's default left alone. Only then does the mesh look for
+// NATS (locally, then on the LAN).
+func TestFindNATSOnlyWithoutAnAddress(t *testing.T) {
+	custom := mesh.DefaultConfig()
+	custom.NATSURL = "nats://nats.internal:4222"
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		spec *mesh.Config
+		want bool
+	}{
+		{name: "nothing given", want: true},
+		{name: "flag", args: []string{"--nats_url", "nats://10.0.0.1:4222"}},
+		{name: "flag with the default value", args: []string{"--nats_url=nats://127.0.0.1:4222"}},
+		{name: "environment", env: map[string]string{"BOTMESH_NATS_URL": "nats://10.0.0.1:4222"}},
+		{name: "environment with the default value", env: map[string]string{"BOTMESH_NATS_URL": "nats://127.0.0.1:4222"}},
+		{name: "binary default", spec: &custom},
+		{name: "LAN search off", args: []string{"--nats_lan_wait=0"}},
+		{name: "other flags only", args: []string{"--registry", "mdns", "--nats_announce"}, want: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			cfg, _, err := boot.Parse(fs, boot.Spec{Name: "test", Args: tc.args, LogTo: io.Discard, Mesh: tc.spec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.FindNATS != tc.want {
+				t.Errorf("FindNATS = %v, want %v (nats_url %s)", cfg.FindNATS, tc.want, cfg.NATSURL)
+			}
+		})
+	}
+}

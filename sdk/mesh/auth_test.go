@@ -1,0 +1,156 @@
+package mesh_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/meshtest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+func connect(t *testing.T, url string, auth mesh.Auth) (*mesh.Mesh, error) {
+	t.Helper()
+	cfg := mesh.DefaultConfig()
+	cfg.NATSURL = url
+	cfg.Auth = auth
+	cfg.ConnectWait = 2 * time.Second
+	m, err := mesh.Connect(context.Background(), cfg)
+	if err == nil {
+		t.Cleanup(func() { _ = m.Close() })
+	}
+	return m, err
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestUserPassword(t *testing.T) {
+	s := meshtest.NATS(t, func(o *server.Options) { o.Username, o.Password = "botmesh", "s3cret-pw" })
+	m, err := connect(t, s.ClientURL(), mesh.Auth{User: "botmesh", Password: "s3cret-pw"})
+	if err != nil {
+		t.Fatalf("password: %v", err)
+	}
+	if _, err := m.Registry().ListServices(); err != nil {
+		t.Errorf("registry with the password: %v", err)
+	}
+	if _, err := connect(t, s.ClientURL(), mesh.Auth{User: "botmesh", PasswordFile: writeFile(t, "pw", "s3cret-pw\n")}); err != nil {
+		t.Errorf("password file: %v", err)
+	}
+	_, err = connect(t, s.ClientURL(), mesh.Auth{User: "botmesh", Password: "wrong-pw"})
+	if err == nil {
+		t.Fatal("a wrong password connected")
+	}
+	if strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+}
+
+func TestToken(t *testing.T) {
+	s := meshtest.NATS(t, func(o *server.Options) { o.Authorization = "t0ken" })
+	if _, err := connect(t, s.ClientURL(), mesh.Auth{TokenFile: writeFile(t, "tok", "t0ken")}); err != nil {
+		t.Errorf("token: %v", err)
+	}
+	if _, err := connect(t, s.ClientURL(), mesh.Auth{}); err == nil {
+		t.Error("connected without the token")
+	}
+}
+
+func TestNKey(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	s := meshtest.NATS(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+	if _, err := connect(t, s.ClientURL(), mesh.Auth{NKey: writeFile(t, "user.nk", string(seed))}); err != nil {
+		t.Errorf("nkey: %v", err)
+	}
+	if _, err := connect(t, s.ClientURL(), mesh.Auth{NKey: filepath.Join(t.TempDir(), "missing.nk")}); err == nil || !strings.Contains(err.Error(), "missing.nk") {
+		t.Errorf("missing seed file: %v", err)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	caPEM, certPEM, keyPEM := selfSigned(t)
+	ca, cert, key := writeFile(t, "ca.pem", caPEM), writeFile(t, "cert.pem", certPEM), writeFile(t, "key.pem", keyPEM)
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cert, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := meshtest.NATS(t, func(o *server.Options) { o.TLSConfig, o.TLS = tc, true })
+	m, err := connect(t, s.ClientURL(), mesh.Auth{TLSCA: ca})
+	if err != nil {
+		t.Fatalf("TLS with the CA: %v", err)
+	}
+	// The go-micro registry's own connection speaks TLS too.
+	if _, err := m.Registry().ListServices(); err != nil {
+		t.Errorf("registry over TLS: %v", err)
+	}
+	if _, err := connect(t, s.ClientURL(), mesh.Auth{}); err == nil {
+		t.Error("connected to a TLS server without trusting its CA")
+	}
+}
+
+func TestAuthValidate(t *testing.T) {
+	for _, tc := range []struct {
+		a    mesh.Auth
+		want string
+	}{
+		{mesh.Auth{User: "u", Token: "t"}, "give one of"},
+		{mesh.Auth{Password: "p"}, "needs --nats_user"},
+		{mesh.Auth{User: "u", Password: "p", PasswordFile: "f"}, "not both"},
+		{mesh.Auth{TLSCert: "c"}, "go together"},
+	} {
+		if err := tc.a.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.a, err, tc.want)
+		}
+	}
+}
+
+// selfSigned returns a CA certificate and a certificate for 127.0.0.1 it
+// signed, with the key, in PEM.
+func selfSigned(t *testing.T) (ca, cert, key string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "botmesh test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+}

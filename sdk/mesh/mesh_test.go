@@ -1,0 +1,48 @@
+package mesh
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	c := DefaultConfig()
+	c.Registry, c.Transport, c.Namespace, c.NATSURL = "etcd", "grpc", "go.micro.", " "
+	err := c.Validate()
+	for _, want := range []string{`registry "etcd"`, `transport "grpc"`, `namespace "go.micro."`, "nats_url is empty"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %s", err, want)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := redactURL("nats://bob:s3cret@h1:4222, nats://tok@h2:4222,h3:4222")
+	if strings.Contains(got, "s3cret") || strings.Contains(got, "tok") || got != "nats://[REDACTED]@h1:4222,nats://[REDACTED]@h2:4222,h3:4222" {
+		t.Errorf("redacted %q", got)
+	}
+}
+
+// Connect to a NATS server that is not there waits, then reports which
+// server did not answer, without the password.
+func TestConnectDeadNATS(t *testing.T) {
+	c := DefaultConfig()
+	c.NATSURL = "nats://bob:s3cret@127.0.0.1:1"
+	c.ConnectWait = 300 * time.Millisecond
+	start := time.Now()
+	_, err := Connect(context.Background(), c)
+	if err == nil {
+		t.Fatal("connected to nothing")
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:1 did not answer") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error %q", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 5*time.Second {
+		t.Errorf("gave up after %s, want about 300ms", d)
+	}
+}
