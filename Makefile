@@ -54,7 +54,8 @@ lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck
 	$(BIN)/staticcheck $(PKGS)
 
 # Generators and linter come from tools/go.mod at pinned versions; protoc
-# from Debian's protobuf-compiler (3.21.12).
+# from Debian's protobuf-compiler (3.21.12), with libprotobuf-dev for the
+# well-known types.
 $(BIN)/protoc-gen-go $(BIN)/protoc-gen-micro $(BIN)/staticcheck: tools/go.mod tools/go.sum
 	cd tools && GOWORK=off $(GO) build -o $(BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go github.com/go-micro/generator/cmd/protoc-gen-micro honnef.co/go/tools/cmd/staticcheck
 
@@ -62,7 +63,7 @@ PROTOC = protoc --plugin=protoc-gen-go=$(BIN)/protoc-gen-go --plugin=protoc-gen-
 
 .PHONY: proto
 proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-micro ## regenerate the Go code of the .proto files
-	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler"; exit 1; }
+	@command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler libprotobuf-dev"; exit 1; }
 	$(PROTOC) -I proto --go_out=proto --go_opt=paths=source_relative --micro_out=proto --micro_opt=paths=source_relative proto/chatops/v1/bot.proto
 	$(PROTOC) -I router/internal/microbot --go_out=router/internal/microbot --go_opt=paths=source_relative --micro_out=router/internal/microbot --micro_opt=paths=source_relative bot.proto
 	$(PROTOC) -I services/greeter/proto --go_out=services/greeter/proto --go_opt=paths=source_relative --micro_out=services/greeter/proto --micro_opt=paths=source_relative greeter/v1/greeter.proto
@@ -75,8 +76,24 @@ proto-check: proto ## fail if the committed generated code differs from what `ma
 test-compose: ## the compose environment end to end: images, scaling, added services, killed routers and NATS nodes (needs docker)
 	cd deploy && GOWORK=off $(GO) test -tags compose -count=1 -timeout 30m -v -run 'TestCompose' ./...
 
+# Packages with Go benchmarks of the hot paths.
+BENCH_PKGS := ./router/parse ./router ./router/directory ./router/policy ./proto/chatops/v1 ./gateway/adapter/slack ./gateway/adapter/irc
+
+.PHONY: bench
+bench: ## Go benchmarks of the hot paths, each beside its baseline (BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS)
+
+.PHONY: botbench
+botbench: build ## the mesh as deployed, beside raw NATS and raw go-micro (BENCH_FLAGS=--json for JSON)
+	$(GO) run ./cmd/botbench --bin $(BIN) $(BENCH_FLAGS)
+
+.PHONY: bench-check
+bench-check: build ## every Go benchmark once and a short botbench: they keep working (figures are not judged)
+	$(GO) test -run '^$$' -bench . -benchtime 1x $(BENCH_PKGS) >/dev/null
+	$(GO) run ./cmd/botbench --bin $(BIN) --count 2000 --single_count 200 --warmup 200 --burst 1000 --json > $(BIN)/botbench.json
+
 .PHONY: ci
-ci: lint proto-check test test-mdns fuzz test-compose ## what .ci/run runs
+ci: lint proto-check test test-mdns fuzz bench-check test-compose ## what .ci/run runs
 
 # docker compose v2 when present, else Debian's docker-compose 1.29.
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)

@@ -89,7 +89,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *asJSON {
-		return rep.WriteJSON(stdout)
+		err = rep.WriteJSON(stdout)
+	} else {
+		err = rep.WriteText(stdout)
 	}
-	return rep.WriteText(stdout)
+	if err != nil {
+		return err
+	}
+	if n := rep.Failed(); n > 0 {
+		// The figures stand, but a mesh that fails commands is not fast.
+		return fmt.Errorf("%d commands failed or got an unexpected reply (see the report)", n)
+	}
+	return nil
 }

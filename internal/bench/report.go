@@ -94,3 +94,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(out)
 	return out
 }
+
+// Failed is the number of commands of the report that failed or got an
+// unexpected reply, in every run and in the all-in-one's burst.
+func (r *Report) Failed() int {
+	n := 0
+	for _, run := range r.Runs {
+		n += run.Errors
+	}
+	if r.AllInOne != nil {
+		n += r.AllInOne.Errors
+	}
+	return n
+}
