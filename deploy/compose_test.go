@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
 )
 
 var (
@@ -350,7 +351,11 @@ func TestComposeCluster(t *testing.T) {
 	if out, ok := e.botctl("ping", "echo cluster"); !ok || out != "pong\ncluster\n" {
 		t.Fatalf("cluster basics: %q", out)
 	}
-	nodes := e.containers("nats-2")
+	// Kill the node that leads the message stream: the hardest case, the
+	// stream has no leader until the two nodes left elect one.
+	leader := e.streamLeader()
+	nodes := e.containers(leader)
+	t.Logf("the stream's leader is %s: killing it mid-burst", leader)
 	res := burst(t, e.webPorts(1), e.token, 200, func() {
 		if out, err := exec.Command("docker", "kill", nodes[0]).CombinedOutput(); err != nil {
 			t.Errorf("docker kill: %v %s", err, out)
@@ -366,6 +371,41 @@ func TestComposeCluster(t *testing.T) {
 	// The mesh keeps answering on the two nodes left.
 	after := burst(t, e.webPorts(1), e.token, 100, nil)
 	after.check(t, 100)
+}
+
+// streamLeader returns the compose service (its server name) of the NATS
+// node that leads the routers' message stream.
+func (e *env) streamLeader() string {
+	e.t.Helper()
+	password := ""
+	for _, v := range e.vars {
+		if p, ok := strings.CutPrefix(v, "BOTMESH_NATS_PASSWORD="); ok {
+			password = p
+		}
+	}
+	nc, err := nats.Connect(e.natsURL, nats.UserInfo("botmesh", password))
+	if err != nil {
+		e.t.Fatalf("connect to NATS: %v", err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := js.StreamInfo("BOTMESH_IN")
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+			if len(info.Cluster.Replicas) != 2 {
+				e.t.Fatalf("stream replicas: %+v, want 2 besides the leader", info.Cluster.Replicas)
+			}
+			return info.Cluster.Leader
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no stream leader after 30s: %v %+v", err, info)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // burstResult is what a burst of messages got back.

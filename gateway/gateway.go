@@ -480,15 +480,28 @@ func (g *Gateway) toRouters(ev *chatopsv1.Event, data []byte) (jetstream.PubAckF
 		}
 		return nil, nil
 	}
-	ack, err := g.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: durable.Header(ev.Platform, ev.Id), Data: data}, jetstream.WithStallWait(ackTimeout))
+	ack, err := g.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: durable.Header(ev.Platform, ev.Id), Data: data},
+		jetstream.WithStallWait(ackTimeout), jetstream.WithRetryWait(publishRetryWait), jetstream.WithRetryAttempts(publishRetries))
 	if err != nil {
 		return nil, streamError(err)
 	}
 	return ack, nil
 }
 
-// ackTimeout bounds the wait for the stream's acknowledgement of a message.
+// ackTimeout bounds the wait for the stream's acknowledgement of a message
+// (of each attempt).
 const ackTimeout = 5 * time.Second
+
+// A publish that NATS answers with "no responders" is tried again, every
+// publishRetryWait, publishRetries times: on a NATS cluster, the stream has
+// no leader for a few seconds after its leader's node dies (nats-server
+// waits 4 to 9 s before an election), and its messages must wait rather
+// than be refused. The stream drops a repeated message by its id. Only when
+// no stream answers for that long is the user told.
+const (
+	publishRetryWait = 500 * time.Millisecond
+	publishRetries   = 24
+)
 
 // streamError words a failed publish to the stream for the user.
 func streamError(err error) error {

@@ -277,7 +277,9 @@ func TestJetStreamDelivery(t *testing.T) {
 	}
 	in, _, _, _ := run(t, s, gateway.Config{Delivery: durable.JetStream})
 	in.Say("before the stream exists")
-	if rep := in.Reply(t, 10*time.Second); rep.Type != chatopsv1.EventType_EVENT_TYPE_ERROR || !strings.Contains(string(rep.Data), "is a router running") {
+	// The gateway tries for a while (a cluster's stream may be between
+	// leaders) before it tells the user.
+	if rep := in.Reply(t, 20*time.Second); rep.Type != chatopsv1.EventType_EVENT_TYPE_ERROR || !strings.Contains(string(rep.Data), "is a router running") {
 		t.Fatalf("without a stream: %s %q", rep.Type, rep.Data)
 	}
 
