@@ -55,7 +55,8 @@ type Config struct {
 	// DedupWindow is how long an event id is remembered: an event whose id
 	// was taken within the window (a platform's redelivery) is dropped.
 	// Replicas share the memory through JetStream when the NATS server has
-	// it. Negative turns de-duplication off.
+	// it. Negative turns de-duplication off. With JetStream delivery the
+	// stream does it instead, for its duplicate window (10 min).
 	DedupWindow time.Duration
 }
 
@@ -77,7 +78,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMessageBytes, "max_message_bytes", c.MaxMessageBytes, "longest message passed on to the mesh, in bytes")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown_grace", c.ShutdownGrace, "on SIGTERM, how long to wait for replies to messages already sent")
 	fs.StringVar(&c.Delivery, "delivery", c.Delivery, "how messages reach the routers: jetstream (durable) or core (at most once); must match the routers'")
-	fs.DurationVar(&c.DedupWindow, "dedup_window", c.DedupWindow, "how long event ids are remembered to drop platform redeliveries (negative: off)")
+	fs.DurationVar(&c.DedupWindow, "dedup_window", c.DedupWindow, "how long event ids are remembered to drop platform redeliveries, with core delivery (negative: off; with jetstream the stream drops them for 10m)")
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -210,7 +211,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.nc.Flush(); err != nil {
 		g.log.Warn("NATS not reachable yet; replies will flow once it is", "err", err)
 	}
-	if g.cfg.DedupWindow > 0 {
+	switch {
+	case g.cfg.DedupWindow <= 0:
+	case g.js != nil:
+		// Each message goes into the stream with its event id as message
+		// id, and the stream acknowledges a repeated id within its
+		// duplicate window as a duplicate (confirm drops it): one write
+		// per message instead of two.
+		g.log.Debug("de-duplication", "store", "stream "+durable.Stream, "window", durable.DefaultStreamConfig().DuplicateWindow)
+	default:
 		d, err := newDeduper(ctx, g.nc, g.cfg.DedupWindow)
 		if err != nil {
 			g.log.Info("de-duplication in this process only", "reason", err)
@@ -377,7 +386,7 @@ func (g *Gateway) confirm(r *running, sent <-chan sending) {
 		select {
 		case pa := <-s.ack.Ok():
 			if pa.Duplicate {
-				g.log.Info("the stream already had this event", "event", s.ev.Id)
+				g.dropDuplicate(r, s)
 			}
 		case err = <-s.ack.Err():
 		}
@@ -413,6 +422,17 @@ func (g *Gateway) waitReplies(r *running, within time.Duration) {
 	case <-done:
 	case <-time.After(within):
 		g.log.Warn("replies still outstanding", "input", r.in.String(), "waited", within)
+	}
+}
+
+// dropDuplicate lets go of a message the stream already had: a platform's
+// redelivery of an event (to this replica or another), whose first
+// delivery is answered.
+func (g *Gateway) dropDuplicate(r *running, s sending) {
+	if p := g.take(s.token); p != nil {
+		g.log.Info("duplicate event dropped", "input", r.in.String(), "event", s.ev.GetId())
+		g.metrics.refused.WithLabelValues(r.in.String(), "duplicate").Inc()
+		r.wg.Done()
 	}
 }
 

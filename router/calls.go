@@ -63,11 +63,20 @@ func undelivered(err error) bool {
 	return false
 }
 
-// callError words a failed Command.Exec call for the user.
-func callError(command, service string, timeout time.Duration, err error) string {
+// isTimeout reports whether err says the call ran out of time: go-micro's
+// 408, or the service's handler giving up at the deadline the call gave it
+// (its error can arrive a moment before the router's own deadline passes).
+func isTimeout(err error) bool {
+	e := merrors.Parse(err.Error())
+	return e.Code == 408 || detail(e, err) == context.DeadlineExceeded.Error()
+}
+
+// callError words a failed Command.Exec call for the user; timedOut says
+// the call ran out of time.
+func callError(command, service string, timeout time.Duration, err error, timedOut bool) string {
 	e := merrors.Parse(err.Error())
 	switch {
-	case e.Code == 408:
+	case timedOut:
 		return fmt.Sprintf("%s: no answer from %s within %s", command, service, timeout)
 	case e.Id == "go.micro.client" && (strings.Contains(e.Detail, "not found") || strings.Contains(e.Detail, "none available")):
 		return fmt.Sprintf("%s: no instance of %s is running right now", command, service)

@@ -16,7 +16,6 @@ import (
 	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/router/policy"
 	"go-micro.dev/v4/client"
-	merrors "go-micro.dev/v4/errors"
 	"go-micro.dev/v4/registry"
 	"google.golang.org/protobuf/proto"
 )
@@ -220,10 +219,11 @@ func (r *Router) exec(ctx context.Context, ev *chatopsv1.Event, msg parse.Messag
 	if err != nil {
 		out.err = err.Error()
 		out.status = audit.StatusError
-		if merrors.Parse(err.Error()).Code == 408 {
+		timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err)
+		if timedOut {
 			out.status = audit.StatusTimeout
 		}
-		return r.errorReply(ev, callError(name, cmd.Service, r.timeoutOf(name), err))
+		return r.errorReply(ev, callError(name, cmd.Service, r.timeoutOf(name), err, timedOut))
 	}
 	if rsp.GetError() != "" {
 		out.err = rsp.GetError()

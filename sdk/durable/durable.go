@@ -49,7 +49,8 @@ type StreamConfig struct {
 	// Replicas is the number of copies in a NATS cluster (1 on one server).
 	Replicas int
 	// DuplicateWindow is how long message ids are remembered to drop
-	// redeliveries.
+	// redeliveries; gateways rely on it with JetStream delivery (Slack
+	// retries an event for up to 5 minutes). At most MaxAge.
 	DuplicateWindow time.Duration
 	// MaxAge drops messages no router took for this long: a chat command
 	// run an hour late would surprise its author more than help.
@@ -58,7 +59,7 @@ type StreamConfig struct {
 
 // DefaultStreamConfig returns the defaults.
 func DefaultStreamConfig() StreamConfig {
-	return StreamConfig{Replicas: 1, DuplicateWindow: 2 * time.Minute, MaxAge: 10 * time.Minute}
+	return StreamConfig{Replicas: 1, DuplicateWindow: 10 * time.Minute, MaxAge: 10 * time.Minute}
 }
 
 // ErrNoJetStream means the NATS server does not have JetStream enabled.

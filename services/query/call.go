@@ -88,6 +88,14 @@ func render(data []byte) string {
 	return "{} (an empty response: every field has its default value)"
 }
 
+// timedOut reports whether a call failed for want of time: the client gave
+// up (408, or the context ended), or the service's handler ran out of the
+// deadline the call gave it and said so (its error can arrive a moment
+// before the client's own deadline passes).
+func timedOut(ctx context.Context, code int32, detail string) bool {
+	return code == 408 || ctx.Err() != nil || detail == context.DeadlineExceeded.Error()
+}
+
 // callError words a failed call for the user.
 func callError(ctx context.Context, c Call, limit time.Duration, err error) error {
 	e := merrors.Parse(err.Error())
@@ -96,7 +104,7 @@ func callError(ctx context.Context, c Call, limit time.Duration, err error) erro
 		detail = err.Error()
 	}
 	switch {
-	case e.Code == 408 || ctx.Err() != nil:
+	case timedOut(ctx, e.Code, detail):
 		return fmt.Errorf("no answer from %s (%s) within %s", c.Service, c.Method, limit.Round(time.Millisecond))
 	case strings.Contains(detail, "can't find method") || strings.Contains(detail, "can't find service"):
 		// go-micro's server: "rpc: can't find service Greeter" (the

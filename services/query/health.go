@@ -113,7 +113,7 @@ func classify(ctx context.Context, n *NodeHealth, rsp *dbgpb.HealthResponse, err
 		detail = err.Error()
 	}
 	switch {
-	case e.Code == 408 || ctx.Err() != nil:
+	case timedOut(ctx, e.Code, detail):
 		n.State = Timeout
 		n.Detail = fmt.Sprintf("no answer within %s", limit.Round(time.Millisecond))
 	case strings.Contains(detail, "can't find service Debug") || strings.Contains(detail, "can't find method Health"):
