@@ -148,21 +148,22 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	fails(`query greetr Greeter.Hello {}`, `query: unknown service "greetr". Did you mean "greeter"? Type list services to see them all.`)
 
 	// health of a running service, then with a node that died (its
-	// registration made from chat, its process gone).
+	// registration made from chat, its process gone; nodes are listed by
+	// id, and its id sorts before the live node's random one).
 	ok("health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS")
 	ok("health go.micro.bot.echo", "go.micro.bot.echo: its node is healthy\n• go.micro.bot.echo-ID: ok (LATENCY)\n  address: ADDRESS")
-	ok(fmt.Sprintf(`register service {"name":"greeter","version":"1.0.0","nodes":[{"id":"greeter-0dead","address":%q}]}`, deadAddress),
-		"Registered greeter version 1.0.0 with 1 node: greeter-0dead at "+normal(deadAddress)+".\nWith the "+registryName+" registry it stays registered while this registry service runs.")
+	ok(fmt.Sprintf(`register service {"name":"greeter","version":"1.0.0","nodes":[{"id":"greeter-00000000-dead","address":%q}]}`, deadAddress),
+		"Registered greeter version 1.0.0 with 1 node: greeter-00000000-dead at "+normal(deadAddress)+".\nWith the "+registryName+" registry it stays registered while this registry service runs.")
 	eventually(t, in, "list services", func(r reply) bool { return strings.Contains(r.text, "greeter (2 nodes)") })
 	r := chat(t, in, "health greeter")
 	unreachable := map[string]string{
 		"nats": "nothing answers at its address (NATS: no responders); its process is probably gone",
 		"http": "nothing listens at its address (connection refused); its process is probably gone",
 	}[transportName]
-	if got, want := normal(r.text), "greeter: 1 of 2 nodes are healthy\n• greeter-0dead: unreachable (LATENCY)\n  "+unreachable+"\n  address: ADDRESS\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS"; got != want || r.isErr {
+	if got, want := normal(r.text), "greeter: 1 of 2 nodes are healthy\n• greeter-00000000-dead: unreachable (LATENCY)\n  "+unreachable+"\n  address: ADDRESS\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS"; got != want || r.isErr {
 		t.Errorf("health with a dead node:\n%s\nwant\n%s", r.text, want)
 	}
-	ok(`deregister service {"name":"greeter","nodes":[{"id":"greeter-0dead"}]}`, "Deregistered greeter: 1 node (greeter-0dead). 1 other node is still registered.")
+	ok(`deregister service {"name":"greeter","nodes":[{"id":"greeter-00000000-dead"}]}`, "Deregistered greeter: 1 node (greeter-00000000-dead). 1 other node is still registered.")
 	ok("health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS")
 	fails("health greter", `health: unknown service "greter". Did you mean "greeter"? Type list services to see them all.`)
 }
