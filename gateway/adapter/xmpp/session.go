@@ -61,13 +61,15 @@ func (in *Input) connect(ctx context.Context) (*session, error) {
 	}
 	remote := conn.RemoteAddr().String()
 	tlsCfg := in.tls.Clone()
-	xs, err := xmpp.NewSession(ctx, in.self.Domain(), in.self, conn, 0, xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+	nctx, negotiated := callCtx(ctx)
+	xs, err := xmpp.NewSession(nctx, in.self.Domain(), in.self, conn, 0, xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
 		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
 			xmpp.StartTLS(tlsCfg),
 			xmpp.SASL("", in.password, mechanisms...),
 			xmpp.BindResource(),
 		}}
 	}))
+	negotiated()
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("xmpp: log in to %s as %s: %w", remote, in.self, err)
@@ -88,7 +90,7 @@ func (in *Input) connect(ctx context.Context) (*session, error) {
 		defer close(s.served)
 		s.err = xs.Serve(s)
 	}()
-	if err := xs.Send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
+	if err := s.send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
 		s.abort()
 		return nil, fmt.Errorf("xmpp: send presence: %w", err)
 	}
@@ -129,7 +131,9 @@ func (s *session) serve(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			pctx, cancel := context.WithTimeout(ctx, min(s.in.cfg.KeepAlive, 30*time.Second))
-			err := ping.Send(pctx, s.xs, s.addr.Domain())
+			cctx, done := callCtx(pctx)
+			err := ping.Send(cctx, s.xs, s.addr.Domain())
+			done()
 			cancel()
 			if err != nil && ctx.Err() == nil && !s.dead() {
 				s.abort()
@@ -163,7 +167,7 @@ func (s *session) logout() {
 	s.ending.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = s.xs.Send(ctx, stanza.Presence{Type: stanza.UnavailablePresence}.Wrap(nil))
+	_ = s.send(ctx, stanza.Presence{Type: stanza.UnavailablePresence}.Wrap(nil))
 	_ = s.xs.Close()
 	select {
 	case <-s.served:
@@ -184,7 +188,7 @@ func (s *session) say(ctx context.Context, to jid.JID, typ, thread, body string)
 	if thread != "" {
 		payload = xmlstream.MultiReader(payload, xmlstream.Wrap(xmlstream.Token(xml.CharData(thread)), xml.StartElement{Name: xml.Name{Local: "thread"}}))
 	}
-	return s.xs.Send(ctx, stanza.Message{To: to, Type: stanza.MessageType(typ), ID: newID()}.Wrap(payload))
+	return s.send(ctx, stanza.Message{To: to, Type: stanza.MessageType(typ), ID: newID()}.Wrap(payload))
 }
 
 // join enters room as nick and waits until the room confirms it; when the
@@ -204,7 +208,7 @@ func (s *session) join(ctx context.Context, room jid.JID, nick string) (string, 
 		// No history: old messages must not be answered again.
 		history := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "history"}, Attr: []xml.Attr{{Name: xml.Name{Local: "maxstanzas"}, Value: "0"}}})
 		x := xmlstream.Wrap(history, xml.StartElement{Name: xml.Name{Space: nsMUC, Local: "x"}})
-		if err := s.xs.Send(ctx, stanza.Presence{To: occ, ID: newID()}.Wrap(x)); err != nil {
+		if err := s.send(ctx, stanza.Presence{To: occ, ID: newID()}.Wrap(x)); err != nil {
 			return "", fmt.Errorf("xmpp: join %s: %w", room, err)
 		}
 		select {
@@ -348,4 +352,25 @@ func newID() string {
 	defer idSeq.Unlock()
 	idSeq.n++
 	return fmt.Sprintf("botmesh-%x-%d", time.Now().UnixNano(), idSeq.n)
+}
+
+// callCtx returns the context to give one mellium call, and the func to
+// call when it returned. mellium (v0.23.0) watches a call's context from a
+// goroutine that, once the context ends, sets the connection's deadline to
+// the past and back; that goroutine may run after the call returned, so a
+// context cancelled right after a call could cut the session's next read
+// or write (seen as "i/o timeout" and a corrupt TLS record). The returned
+// context ends only when ctx does while the call runs; done lets go of it
+// without ending it.
+func callCtx(ctx context.Context) (context.Context, func()) {
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	return cctx, func() { stop() }
+}
+
+// send sends a stanza (see callCtx).
+func (s *session) send(ctx context.Context, r xml.TokenReader) error {
+	cctx, done := callCtx(ctx)
+	defer done()
+	return s.xs.Send(cctx, r)
 }

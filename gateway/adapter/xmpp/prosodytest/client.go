@@ -84,13 +84,15 @@ func (s *Server) login(t testing.TB, user, password string, available bool, mech
 	if err != nil {
 		t.Fatalf("prosodytest: %s: dial: %v", user, err)
 	}
-	sess, err := xmpp.NewSession(ctx, origin.Domain(), origin, conn, 0, xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
+	nctx, negotiated := callCtx(ctx)
+	sess, err := xmpp.NewSession(nctx, origin.Domain(), origin, conn, 0, xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
 		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
 			xmpp.StartTLS(&tls.Config{ServerName: Domain, RootCAs: pool, MinVersion: tls.VersionTLS12}),
 			xmpp.SASL("", password, mechanisms...),
 			xmpp.BindResource(),
 		}}
 	}))
+	negotiated()
 	if err != nil {
 		conn.Close()
 		t.Fatalf("prosodytest: %s: log in: %v", user, err)
@@ -110,9 +112,7 @@ func (s *Server) login(t testing.TB, user, password string, available bool, mech
 	}()
 	t.Cleanup(c.Close)
 	if available {
-		if err := sess.Send(ctx, stanza.Presence{}.Wrap(nil)); err != nil {
-			t.Fatalf("prosodytest: %s: presence: %v", user, err)
-		}
+		c.send(t, stanza.Presence{}.Wrap(nil))
 	}
 	return c
 }
@@ -288,7 +288,9 @@ func (c *Client) send(t testing.TB, r xml.TokenReader) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.s.Send(ctx, r); err != nil {
+	cctx, done := callCtx(ctx)
+	defer done()
+	if err := c.s.Send(cctx, r); err != nil {
 		t.Fatalf("prosodytest: %s: send: %v", c.JID, err)
 	}
 }
@@ -343,4 +345,15 @@ func (c *Client) Quiet(t testing.TB, from string, d time.Duration) {
 			return
 		}
 	}
+}
+
+// callCtx returns the context to give one mellium call, and the func to
+// call when it returned: mellium (v0.23.0) may act on a context that ends
+// after the call returned by setting the connection's deadline to the past
+// for a moment, which cuts the session's next read or write. The returned
+// context ends only when ctx does while the call runs.
+func callCtx(ctx context.Context) (context.Context, func()) {
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	return cctx, func() { stop() }
 }
