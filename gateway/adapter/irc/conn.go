@@ -277,29 +277,44 @@ func userName(nick string) string {
 	return u
 }
 
-// recordingConn keeps the first read error, to say why a connection ended.
+// recordingConn keeps the first read or write error, to say why a
+// connection ended (a server that drops a flooding client may reset the
+// connection before its ERROR line can be read; the write then fails
+// first, and the library closes the connection).
 type recordingConn struct {
 	net.Conn
-	mu      sync.Mutex
-	readErr error
+	mu       sync.Mutex
+	firstErr error
 }
 
 func (c *recordingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if err != nil {
-		c.mu.Lock()
-		if c.readErr == nil {
-			c.readErr = err
-		}
-		c.mu.Unlock()
-	}
+	c.record(err)
 	return n, err
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.record(err)
+	return n, err
+}
+
+// record keeps err if it is the first, and not the library's own closing.
+func (c *recordingConn) record(err error) {
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	c.mu.Lock()
+	if c.firstErr == nil {
+		c.firstErr = err
+	}
+	c.mu.Unlock()
 }
 
 func (c *recordingConn) err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.readErr
+	return c.firstErr
 }
 
 // libLog passes irc-go's log lines to the input's logger.
