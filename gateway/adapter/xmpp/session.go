@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter/xmpp/internal/callctx"
 	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
@@ -61,7 +62,7 @@ func (in *Input) connect(ctx context.Context) (*session, error) {
 	}
 	remote := conn.RemoteAddr().String()
 	tlsCfg := in.tls.Clone()
-	nctx, negotiated := callCtx(ctx)
+	nctx, negotiated := callctx.For(ctx)
 	xs, err := xmpp.NewSession(nctx, in.self.Domain(), in.self, conn, 0, xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
 		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
 			xmpp.StartTLS(tlsCfg),
@@ -131,7 +132,7 @@ func (s *session) serve(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 			pctx, cancel := context.WithTimeout(ctx, min(s.in.cfg.KeepAlive, 30*time.Second))
-			cctx, done := callCtx(pctx)
+			cctx, done := callctx.For(pctx)
 			err := ping.Send(cctx, s.xs, s.addr.Domain())
 			done()
 			cancel()
@@ -354,23 +355,9 @@ func newID() string {
 	return fmt.Sprintf("botmesh-%x-%d", time.Now().UnixNano(), idSeq.n)
 }
 
-// callCtx returns the context to give one mellium call, and the func to
-// call when it returned. mellium (v0.23.0) watches a call's context from a
-// goroutine that, once the context ends, sets the connection's deadline to
-// the past and back; that goroutine may run after the call returned, so a
-// context cancelled right after a call could cut the session's next read
-// or write (seen as "i/o timeout" and a corrupt TLS record). The returned
-// context ends only when ctx does while the call runs; done lets go of it
-// without ending it.
-func callCtx(ctx context.Context) (context.Context, func()) {
-	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, cancel)
-	return cctx, func() { stop() }
-}
-
-// send sends a stanza (see callCtx).
+// send sends a stanza (see callctx).
 func (s *session) send(ctx context.Context, r xml.TokenReader) error {
-	cctx, done := callCtx(ctx)
+	cctx, done := callctx.For(ctx)
 	defer done()
 	return s.xs.Send(cctx, r)
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter/xmpp/internal/callctx"
 	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
@@ -84,7 +85,7 @@ func (s *Server) login(t testing.TB, user, password string, available bool, mech
 	if err != nil {
 		t.Fatalf("prosodytest: %s: dial: %v", user, err)
 	}
-	nctx, negotiated := callCtx(ctx)
+	nctx, negotiated := callctx.For(ctx)
 	sess, err := xmpp.NewSession(nctx, origin.Domain(), origin, conn, 0, xmpp.NewNegotiator(func(*xmpp.Session, *xmpp.StreamConfig) xmpp.StreamConfig {
 		return xmpp.StreamConfig{Features: []xmpp.StreamFeature{
 			xmpp.StartTLS(&tls.Config{ServerName: Domain, RootCAs: pool, MinVersion: tls.VersionTLS12}),
@@ -288,7 +289,7 @@ func (c *Client) send(t testing.TB, r xml.TokenReader) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cctx, done := callCtx(ctx)
+	cctx, done := callctx.For(ctx)
 	defer done()
 	if err := c.s.Send(cctx, r); err != nil {
 		t.Fatalf("prosodytest: %s: send: %v", c.JID, err)
@@ -345,15 +346,4 @@ func (c *Client) Quiet(t testing.TB, from string, d time.Duration) {
 			return
 		}
 	}
-}
-
-// callCtx returns the context to give one mellium call, and the func to
-// call when it returned: mellium (v0.23.0) may act on a context that ends
-// after the call returned by setting the connection's deadline to the past
-// for a moment, which cuts the session's next read or write. The returned
-// context ends only when ctx does while the call runs.
-func callCtx(ctx context.Context) (context.Context, func()) {
-	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, cancel)
-	return cctx, func() { stop() }
 }

@@ -1,4 +1,4 @@
-package xmppgw
+package callctx
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 // A call's context ends with the caller's while the call runs, and not when
 // the caller's ends after the call returned (mellium would then cut the
 // session's next read or write).
-func TestCallCtx(t *testing.T) {
+func TestFor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cctx, done := callCtx(ctx)
+	cctx, done := For(ctx)
 	done()
 	cancel()
 	time.Sleep(10 * time.Millisecond)
@@ -21,7 +21,7 @@ func TestCallCtx(t *testing.T) {
 
 	ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	cctx, done = callCtx(ctx)
+	cctx, done = For(ctx)
 	defer done()
 	select {
 	case <-cctx.Done():
