@@ -184,12 +184,7 @@ func (e *env) waitHealthy(within time.Duration) {
 // every reply was a success.
 func (e *env) botctl(msgs ...string) (string, bool) {
 	e.t.Helper()
-	password := ""
-	for _, v := range e.vars {
-		if p, ok := strings.CutPrefix(v, "BOTMESH_NATS_PASSWORD="); ok {
-			password = p
-		}
-	}
+	password := e.natsPassword()
 	cmd := exec.Command(filepath.Join(toolsDir, "botctl"), append([]string{"--nats_url", e.natsURL, "--nats_user", "botmesh", "--reply_timeout", "30s"}, msgs...)...)
 	cmd.Env = append(os.Environ(), "BOTMESH_NATS_PASSWORD="+password)
 	var out, errb bytes.Buffer
@@ -373,17 +368,21 @@ func TestComposeCluster(t *testing.T) {
 	after.check(t, 100)
 }
 
+// natsPassword returns the NATS password the environment was started with.
+func (e *env) natsPassword() string {
+	for _, v := range e.vars {
+		if p, ok := strings.CutPrefix(v, "BOTMESH_NATS_PASSWORD="); ok {
+			return p
+		}
+	}
+	return ""
+}
+
 // streamLeader returns the compose service (its server name) of the NATS
 // node that leads the routers' message stream.
 func (e *env) streamLeader() string {
 	e.t.Helper()
-	password := ""
-	for _, v := range e.vars {
-		if p, ok := strings.CutPrefix(v, "BOTMESH_NATS_PASSWORD="); ok {
-			password = p
-		}
-	}
-	nc, err := nats.Connect(e.natsURL, nats.UserInfo("botmesh", password))
+	nc, err := nats.Connect(e.natsURL, nats.UserInfo("botmesh", e.natsPassword()))
 	if err != nil {
 		e.t.Fatalf("connect to NATS: %v", err)
 	}
