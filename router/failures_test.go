@@ -182,9 +182,12 @@ func TestCommandTimeouts(t *testing.T) {
 			select {
 			case <-time.After(d):
 				rsp.Result = []byte("done")
+				return nil
 			case <-ctx.Done():
+				// As a service should: its deadline can pass a moment
+				// before the router's, and it says so.
+				return ctx.Err()
 			}
-			return nil
 		}}
 	}
 	e.serve("slow", sleep(time.Second))  // over the default, under its own
