@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/botmesh/botmesh/gateway/adapter"
@@ -52,6 +51,11 @@ type Config struct {
 	// "core" (core NATS: at most once, lowest latency). It must match the
 	// routers'.
 	Delivery string
+	// PublishTimeout bounds how long a message is offered to the mesh
+	// (JetStream delivery): a publish the stream does not acknowledge, while
+	// NATS reconnects or a stream elects its leader, is tried again with
+	// the same message id until then. Only then is the user told.
+	PublishTimeout time.Duration
 	// DedupWindow is how long an event id is remembered: an event whose id
 	// was taken within the window (a platform's redelivery) is dropped.
 	// Replicas share the memory through JetStream when the NATS server has
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 		ShutdownGrace:   10 * time.Second,
 		DedupWindow:     10 * time.Minute,
 		Delivery:        durable.JetStream,
+		PublishTimeout:  30 * time.Second,
 	}
 }
 
@@ -78,6 +83,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxMessageBytes, "max_message_bytes", c.MaxMessageBytes, "longest message passed on to the mesh, in bytes")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown_grace", c.ShutdownGrace, "on SIGTERM, how long to wait for replies to messages already sent")
 	fs.StringVar(&c.Delivery, "delivery", c.Delivery, "how messages reach the routers: jetstream (durable) or core (at most once); must match the routers'")
+	fs.DurationVar(&c.PublishTimeout, "publish_timeout", c.PublishTimeout, "jetstream: how long a message is offered to the mesh while NATS does not acknowledge it (a restart, a leader election) before the user is told")
 	fs.DurationVar(&c.DedupWindow, "dedup_window", c.DedupWindow, "how long event ids are remembered to drop platform redeliveries, with core delivery (negative: off; with jetstream the stream drops them for 10m)")
 }
 
@@ -91,6 +97,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = d.ShutdownGrace
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = d.PublishTimeout
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = d.DedupWindow
@@ -130,7 +139,7 @@ type Gateway struct {
 	metrics *metrics
 	dedup   deduper             // nil: off
 	js      jetstream.JetStream // nil with core delivery
-	seq     atomic.Uint64
+	routers routerPing
 	mu      sync.Mutex
 	pending map[string]*pending // by reply token
 	// answered holds the tokens whose final reply was posted, and by whom,
@@ -158,7 +167,14 @@ type pending struct {
 	sent  time.Time
 	ev    *chatopsv1.Event
 	r     *running
-	timer *time.Timer
+	timer *time.Timer // the final timeout
+	check *time.Timer // is a router there? (JetStream delivery)
+	// working: a router said it works on the message (a progress note).
+	working bool
+	// stored: the stream acknowledged the message.
+	stored bool
+	// checked is when the reply stream was last asked for its reply.
+	checked time.Time
 }
 
 // New returns a gateway for inputs (already Init'ed) on nc.
@@ -200,13 +216,15 @@ func (g *Gateway) Instance() string { return g.cfg.Instance }
 // the replies to messages already sent (at most the reply timeout, or the
 // shutdown grace after ctx ends) before it returns.
 func (g *Gateway) Run(ctx context.Context) error {
-	sub, err := g.nc.Subscribe(chatopsv1.SubjectOut(g.cfg.Instance), g.onReply)
-	if err != nil {
-		return fmt.Errorf("gateway: subscribe to replies: %w", err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := sub.SetPendingLimits(-1, 256<<20); err != nil {
-		return fmt.Errorf("gateway: pending limits: %w", err)
+	for _, r := range g.inputs {
+		sub, err := g.nc.Subscribe(chatopsv1.SubjectOut(r.in.String(), g.cfg.Instance), g.onReply)
+		if err != nil {
+			return fmt.Errorf("gateway: subscribe to replies: %w", err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		if err := sub.SetPendingLimits(-1, 256<<20); err != nil {
+			return fmt.Errorf("gateway: pending limits: %w", err)
+		}
 	}
 	if err := g.nc.Flush(); err != nil {
 		g.log.Warn("NATS not reachable yet; replies will flow once it is", "err", err)
@@ -230,6 +248,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if g.js != nil {
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			g.watchReplies(runCtx)
+		}()
+		defer func() {
+			cancel()
+			<-watchDone
+		}()
+	}
 	errc := make(chan error, len(g.inputs))
 	var wg sync.WaitGroup
 	fail := func(r *running, what string, err error) error {
@@ -281,9 +310,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		stop()
 	}
-	close(errc)
-	for err := range errc {
-		if err != nil {
+	// An input that did not stop within the grace may still report: errc
+	// has room for every input, and is read without waiting.
+	for len(errc) > 0 {
+		if err := <-errc; err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -315,6 +345,7 @@ type checking struct {
 type sending struct {
 	ev    *chatopsv1.Event
 	token string
+	msg   *nats.Msg // as published, for a retry
 	ack   jetstream.PubAckFuture
 }
 
@@ -391,7 +422,13 @@ func (g *Gateway) confirm(r *running, sent <-chan sending) {
 		case err = <-s.ack.Err():
 		}
 		if err != nil {
-			g.unreachable(r, s.ev, s.token, streamError(err))
+			// Not acknowledged: the stream may have it or not. Offer it
+			// again, with the same message id, until it is known.
+			g.log.Debug("publish not acknowledged; trying again", "event", s.ev.GetId(), "err", err)
+			go g.retry(r, s, err)
+		}
+		if err == nil {
+			g.stored(s.token)
 		}
 	}
 }
@@ -456,8 +493,10 @@ func (g *Gateway) publish(r *running, ev *chatopsv1.Event) (s sending, ok bool) 
 		g.answer(r, ev, fmt.Sprintf("message too long: %d bytes; the limit is %d", n, g.cfg.MaxMessageBytes))
 		return s, false
 	}
-	token := strconv.FormatUint(g.seq.Add(1), 36)
-	ev.ReplyTo = chatopsv1.ReplySubject(g.cfg.Instance, token)
+	// A token unique across restarts of an instance of the same name:
+	// the reply stream keeps replies by their subject for an hour.
+	token := nuid.Next()
+	ev.ReplyTo = chatopsv1.ReplySubject(ev.Platform, g.cfg.Instance, token)
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		g.answer(r, ev, "message could not be encoded: "+err.Error())
@@ -467,15 +506,158 @@ func (g *Gateway) publish(r *running, ev *chatopsv1.Event) (s sending, ok bool) 
 	g.mu.Lock()
 	g.pending[token] = p
 	p.timer = time.AfterFunc(g.cfg.ReplyTimeout, func() { g.timeout(token) })
+	if g.js != nil {
+		p.check = time.AfterFunc(queuedAfter, func() { g.checkQueued(token) })
+	}
 	g.mu.Unlock()
-	ack, err := g.toRouters(ev, data)
-	if err != nil {
-		g.unreachable(r, ev, token, err)
+	g.metrics.messages.WithLabelValues(r.in.String()).Inc()
+	if g.js == nil {
+		msg := &nats.Msg{Subject: chatopsv1.SubjectIn(ev.Platform), Reply: ev.ReplyTo, Data: data}
+		if err := g.nc.PublishMsg(msg); err != nil {
+			g.log.Warn("publish failed", "event", ev.Id, "err", err)
+			g.unreachable(r, ev, token, errors.New(meshDown))
+		}
 		return s, false
 	}
-	g.metrics.messages.WithLabelValues(r.in.String()).Inc()
+	s = sending{ev: ev, token: token, msg: &nats.Msg{Subject: chatopsv1.SubjectIn(ev.Platform), Header: durable.Header(ev.Platform, ev.Id), Data: data}}
+	ack, err := g.js.PublishMsgAsync(s.msg,
+		jetstream.WithStallWait(ackTimeout), jetstream.WithRetryWait(publishRetryWait), jetstream.WithRetryAttempts(publishRetries))
+	if err != nil {
+		g.log.Debug("publish failed; trying again", "event", ev.Id, "err", err)
+		go g.retry(r, s, err)
+		return s, false
+	}
 	g.log.Debug("message published", "input", r.in.String(), "event", ev.Id, "token", token)
-	return sending{ev: ev, token: token, ack: ack}, true
+	s.ack = ack
+	return s, true
+}
+
+// meshDown is what a user reads when a message could not be handed to the
+// mesh at all: it did not run.
+const meshDown = "could not reach the mesh: the NATS connection is closed, so your command did not run. Try again in a minute; if this goes on, tell whoever runs botmesh"
+
+// retry offers a message the stream did not acknowledge again, with the
+// same message id, until the stream has it or the publish timeout (from
+// when it was first sent) passes. Then the user hears what is known: that
+// it did not run, or that it is not confirmed yet and its answer will come
+// here if it runs.
+func (g *Gateway) retry(r *running, s sending, first error) {
+	g.mu.Lock()
+	p := g.pending[s.token]
+	g.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if noStream(first) && !g.routers.alive(g.nc) {
+		// Nothing stores messages and no router runs to set it up: a
+		// first start, or every router gone with the stream.
+		g.unreachable(r, s.ev, s.token, errors.New(noRouterNoStream))
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), p.sent.Add(g.cfg.PublishTimeout))
+	defer cancel()
+	_, err := durable.Publish(ctx, g.js, s.msg)
+	switch {
+	case err == nil:
+		// Stored now, or by an attempt whose acknowledgement was lost
+		// (then the stream says Duplicate): either way, a router takes it.
+		g.log.Info("message stored after a retry", "event", s.ev.GetId(), "waited", time.Since(p.sent).Round(time.Millisecond))
+		g.stored(s.token)
+	case errors.Is(err, durable.ErrNotConfirmed):
+		g.log.Warn("message not confirmed by the stream; waiting for its answer", "event", s.ev.GetId(), "err", err)
+		g.metrics.refused.WithLabelValues(r.in.String(), "not_confirmed").Inc()
+		if g.extend(s.token, g.cfg.ReplyTimeout+durable.DefaultStreamConfig().MaxAge) {
+			g.deliver(r, g.notice(s.ev, chatopsv1.EventType_EVENT_TYPE_PROGRESS, fmt.Sprintf(
+				"not confirmed yet: botmesh's message stream did not confirm your command within %s (NATS may be restarting). I'll post the answer here if it runs; please don't send it again.",
+				g.cfg.PublishTimeout)), false)
+		}
+	case noStream(err) && !g.routers.alive(g.nc):
+		g.log.Warn("message not stored", "event", s.ev.GetId(), "err", err)
+		g.unreachable(r, s.ev, s.token, errors.New(noRouterNoStream))
+	default:
+		g.log.Warn("message not stored", "event", s.ev.GetId(), "err", err)
+		g.unreachable(r, s.ev, s.token, fmt.Errorf(
+			"could not reach the mesh: its message stream did not answer for %s, so your command did not run. Try again in a minute; if this goes on, check that NATS and a router are running",
+			g.cfg.PublishTimeout))
+	}
+}
+
+// noRouterNoStream is what a user reads when the message stream does not
+// exist and no router runs: the command did not run.
+const noRouterNoStream = "no router is running and botmesh's message stream is not set up, so your command did not run: start a router (or ask whoever runs botmesh) and try again"
+
+// noStream reports whether err says no stream took the message.
+func noStream(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// stored notes that the stream has the message of token: a router will take
+// it, now or when one starts.
+func (g *Gateway) stored(token string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p := g.pending[token]; p != nil {
+		p.stored = true
+	}
+}
+
+// extend moves the final timeout of a pending message to at least d from
+// now; it reports whether the message is still pending.
+func (g *Gateway) extend(token string, d time.Duration) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.pending[token]
+	if p == nil {
+		return false
+	}
+	p.timer.Reset(d)
+	return true
+}
+
+// queuedAfter is when a user whose command no router has taken yet hears
+// whether one is running at all.
+const queuedAfter = 3 * time.Second
+
+// checkQueued tells the user, when no router runs, that the command waits
+// in the stream until one starts, and waits for it as long as the stream
+// keeps it.
+func (g *Gateway) checkQueued(token string) {
+	g.mu.Lock()
+	p := g.pending[token]
+	waiting := p != nil && !p.working
+	if waiting && !p.stored {
+		// Not in the stream yet (retry is at it): ask again later.
+		p.check.Reset(time.Second)
+		waiting = false
+	}
+	g.mu.Unlock()
+	if !waiting || g.routers.alive(g.nc) {
+		return
+	}
+	keep := durable.DefaultStreamConfig().MaxAge
+	if g.extend(token, keep+g.cfg.ReplyTimeout) {
+		g.metrics.replies.WithLabelValues(p.r.in.String(), "queued").Inc()
+		g.deliver(p.r, g.notice(p.ev, chatopsv1.EventType_EVENT_TYPE_PROGRESS, fmt.Sprintf(
+			"queued: no router is running right now; your command will run when one starts (it is kept for %s).", keep)), false)
+	}
+}
+
+// routerPing remembers for a second whether a router answered a ping, so
+// that a burst of waiting messages costs one ping.
+type routerPing struct {
+	mu   sync.Mutex
+	at   time.Time
+	live bool
+}
+
+func (rp *routerPing) alive(nc *nats.Conn) bool {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	if time.Since(rp.at) > time.Second {
+		rp.live = durable.RoutersAlive(nc, time.Second)
+		rp.at = time.Now()
+	}
+	return rp.live
 }
 
 // unreachable answers a message that could not be handed to the routers,
@@ -487,49 +669,17 @@ func (g *Gateway) unreachable(r *running, ev *chatopsv1.Event, token string, err
 	}
 }
 
-// toRouters hands an encoded message to the routers. With core delivery the
-// NATS reply subject is set too, so that NATS answers "no responders" at
-// once when no router runs; with JetStream the message is published to the
-// stream, which acknowledges it (and drops a redelivery by its id) through
-// the returned future.
-func (g *Gateway) toRouters(ev *chatopsv1.Event, data []byte) (jetstream.PubAckFuture, error) {
-	subject := chatopsv1.SubjectIn(ev.Platform)
-	if g.js == nil {
-		if err := g.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: ev.ReplyTo, Data: data}); err != nil {
-			return nil, fmt.Errorf("could not reach the mesh: %w", err)
-		}
-		return nil, nil
-	}
-	ack, err := g.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: durable.Header(ev.Platform, ev.Id), Data: data},
-		jetstream.WithStallWait(ackTimeout), jetstream.WithRetryWait(publishRetryWait), jetstream.WithRetryAttempts(publishRetries))
-	if err != nil {
-		return nil, streamError(err)
-	}
-	return ack, nil
-}
-
-// ackTimeout bounds the wait for the stream's acknowledgement of a message
-// (of each attempt).
+// ackTimeout bounds the wait for the stream's acknowledgement of a message's
+// first attempt; retry tries again after it.
 const ackTimeout = 5 * time.Second
 
 // A publish that NATS answers with "no responders" is tried again, every
-// publishRetryWait, publishRetries times: on a NATS cluster, the stream has
-// no leader for a few seconds after its leader's node dies (nats-server
-// waits 4 to 9 s before an election), and its messages must wait rather
-// than be refused. The stream drops a repeated message by its id. Only when
-// no stream answers for that long is the user told.
+// publishRetryWait, publishRetries times, before the first attempt counts
+// as failed (a stream without a leader answers nothing for a few seconds).
 const (
 	publishRetryWait = 500 * time.Millisecond
-	publishRetries   = 24
+	publishRetries   = 10
 )
-
-// streamError words a failed publish to the stream for the user.
-func streamError(err error) error {
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		return errors.New("no router has set up the message stream: is a router running (with --delivery jetstream)?")
-	}
-	return fmt.Errorf("could not reach the mesh: %w", err)
-}
 
 // take removes and returns the pending message of token, or nil if it was
 // answered already.
@@ -540,6 +690,9 @@ func (g *Gateway) take(token string) *pending {
 	if p != nil {
 		delete(g.pending, token)
 		p.timer.Stop()
+		if p.check != nil {
+			p.check.Stop()
+		}
 	}
 	return p
 }
@@ -547,52 +700,64 @@ func (g *Gateway) take(token string) *pending {
 func (g *Gateway) timeout(token string) {
 	if p := g.take(token); p != nil {
 		g.answered.put(token, answeredByTimeout)
-		g.log.Warn("no reply in time", "event", p.ev.Id, "timeout", g.cfg.ReplyTimeout)
+		waited := time.Since(p.sent)
+		if waited >= 10*time.Second {
+			waited = waited.Round(time.Second)
+		} else {
+			waited = waited.Round(100 * time.Millisecond)
+		}
+		g.log.Warn("no reply in time", "event", p.ev.Id, "waited", waited)
 		g.metrics.replies.WithLabelValues(p.r.in.String(), "timeout").Inc()
-		g.answer(p.r, p.ev, fmt.Sprintf("no reply within %s: the mesh may be overloaded or no router is running", g.cfg.ReplyTimeout))
+		g.answer(p.r, p.ev, fmt.Sprintf("no reply within %s: the mesh may be overloaded or no router is running. If your command still runs, its answer will be posted here.", waited))
 	}
 }
 
-// onReply takes a reply from NATS.
+// onReply takes a reply from NATS: a final reply on
+// bot.v1.out.<instance>.<token>, a progress note one token deeper.
 func (g *Gateway) onReply(msg *nats.Msg) {
-	token := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
-	if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+	g.reply(msg.Subject, msg.Data, msg.Header, false)
+}
+
+// reply handles a reply; recovered says it was read from the reply stream
+// (one the subscription may have had already).
+func (g *Gateway) reply(subject string, data []byte, header nats.Header, recovered bool) {
+	// bot.v1.out.<platform>.<instance>.<token>[.p]
+	token, progress := strings.CutSuffix(subject, ".p")
+	token = token[strings.LastIndexByte(token, '.')+1:]
+	if len(data) == 0 && header.Get("Status") == "503" {
 		// NATS answers "no responders" when nothing subscribes to the
-		// inbound subject: no router is running.
+		// inbound subject: no router is running (core delivery).
 		if p := g.take(token); p != nil {
 			g.metrics.replies.WithLabelValues(p.r.in.String(), "no_router").Inc()
-			g.answer(p.r, p.ev, "no router is running: nothing answers on "+chatopsv1.SubjectIn(p.ev.Platform))
+			g.answer(p.r, p.ev, "no router is running, so your command did not run: start a router (or ask whoever runs botmesh) and try again")
 		}
 		return
 	}
 	rep := &chatopsv1.Event{}
-	if err := proto.Unmarshal(msg.Data, rep); err != nil {
-		g.log.Warn("dropping malformed reply", "subject", msg.Subject, "bytes", len(msg.Data), "err", err)
+	if err := proto.Unmarshal(data, rep); err != nil {
+		g.log.Warn("dropping malformed reply", "subject", subject, "bytes", len(data), "err", err)
 		return
 	}
-	if rep.GetType() == chatopsv1.EventType_EVENT_TYPE_PROGRESS {
-		g.mu.Lock()
-		p := g.pending[token]
-		g.mu.Unlock()
-		if p != nil {
-			g.metrics.replies.WithLabelValues(p.r.in.String(), "progress").Inc()
-			g.deliver(p.r, rep, false)
-		}
+	if progress || rep.GetType() == chatopsv1.EventType_EVENT_TYPE_PROGRESS {
+		g.progress(token, rep)
 		return
 	}
 	p := g.take(token)
 	if p == nil {
+		if recovered {
+			return // the subscription had it
+		}
 		if by, ok := g.answered.get(token); !ok || by == answeredByRouter {
 			// A second reply to one message: a router took it again
 			// after another answered it. The user has the answer.
-			g.log.Info("duplicate reply dropped", "event", rep.GetInReplyTo(), "subject", msg.Subject)
+			g.log.Info("duplicate reply dropped", "event", rep.GetInReplyTo(), "subject", subject)
 			g.metrics.replies.WithLabelValues(rep.GetPlatform(), "dropped_duplicate").Inc()
 			return
 		}
 		// Late, after the timeout notice: post it once, since the user
 		// may still want it.
 		g.answered.put(token, answeredByRouter)
-		g.log.Info("late reply", "event", rep.GetInReplyTo(), "subject", msg.Subject)
+		g.log.Info("late reply", "event", rep.GetInReplyTo(), "subject", subject)
 		for _, r := range g.inputs {
 			if r.in.String() == rep.GetPlatform() {
 				g.metrics.replies.WithLabelValues(r.in.String(), "late").Inc()
@@ -606,17 +771,131 @@ func (g *Gateway) onReply(msg *nats.Msg) {
 	if rep.GetType() == chatopsv1.EventType_EVENT_TYPE_ERROR {
 		kind = "error"
 	}
+	if recovered {
+		g.log.Info("reply read from the reply stream", "event", rep.GetInReplyTo(), "waited", time.Since(p.sent).Round(time.Millisecond))
+		kind = "recovered"
+	}
 	g.metrics.replies.WithLabelValues(p.r.in.String(), kind).Inc()
 	g.observeReply(p.r, p)
 	g.deliver(p.r, rep, true)
 }
 
+// deadlineMargin is how long after the router's deadline the gateway still
+// waits for its reply (the reply's trip, a NATS reconnect).
+const deadlineMargin = 10 * time.Second
+
+// progress takes a router's progress note: the message is being worked on,
+// and the note may say by when the router will answer; a note with text is
+// posted.
+func (g *Gateway) progress(token string, rep *chatopsv1.Event) {
+	g.mu.Lock()
+	p := g.pending[token]
+	if p != nil {
+		p.working = true
+		if ms, err := strconv.ParseInt(rep.GetMeta()[deadlineKey], 10, 64); err == nil {
+			wait := time.Until(time.UnixMilli(ms)) + deadlineMargin
+			if time.Since(p.sent)+wait > g.cfg.ReplyTimeout {
+				p.timer.Reset(wait)
+			}
+		}
+	}
+	g.mu.Unlock()
+	if p == nil || len(rep.GetData()) == 0 {
+		return
+	}
+	g.metrics.replies.WithLabelValues(p.r.in.String(), "progress").Inc()
+	g.deliver(p.r, rep, false)
+}
+
+// deadlineKey is the meta key of a progress note carrying the router's
+// deadline for the message, in Unix milliseconds (router.DeadlineKey).
+const deadlineKey = "botmesh.deadline"
+
+// recheckAfter is how old a pending message is before the reply stream is
+// asked for its reply, and how often again after that.
+const recheckAfter = 5 * time.Second
+
+// watchReplies reads from the reply stream the replies the subscription
+// missed: after NATS reconnects, every pending message's; otherwise those of
+// messages pending for longer than recheckAfter (a reply lost on the way
+// from a NATS node that failed).
+func (g *Gateway) watchReplies(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	reconnects := g.nc.Stats().Reconnects
+	all := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := g.nc.Stats().Reconnects; n != reconnects {
+			reconnects, all = n, true
+		}
+		if !g.nc.IsConnected() {
+			continue
+		}
+		if err := g.recover(ctx, all); err != nil {
+			g.log.Debug("reply stream not readable yet", "err", err)
+			continue
+		}
+		all = false
+	}
+}
+
+// recoverBatch bounds the replies looked up in one round.
+const recoverBatch = 512
+
+// recover asks the reply stream for the replies of pending messages (all,
+// or those pending for long) and handles those it has.
+func (g *Gateway) recover(ctx context.Context, all bool) error {
+	now := time.Now()
+	var due []string // reply subjects
+	g.mu.Lock()
+	for _, p := range g.pending {
+		if len(due) == recoverBatch {
+			break
+		}
+		if all || now.Sub(p.sent) > recheckAfter && now.Sub(p.checked) > recheckAfter {
+			p.checked = now
+			due = append(due, p.ev.GetReplyTo())
+		}
+	}
+	g.mu.Unlock()
+	if len(due) == 0 {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	stream, err := g.js.Stream(sctx, durable.ReplyStream)
+	if err != nil {
+		return err
+	}
+	for _, subject := range due {
+		m, err := stream.GetLastMsgForSubject(sctx, subject)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return err
+		default:
+			g.reply(subject, m.Data, m.Header, true)
+		}
+	}
+	return nil
+}
+
 // answer replies to ev from the gateway itself, with an error, and counts
 // the message as answered.
 func (g *Gateway) answer(r *running, ev *chatopsv1.Event, text string) {
-	g.deliver(r, &chatopsv1.Event{
+	g.deliver(r, g.notice(ev, chatopsv1.EventType_EVENT_TYPE_ERROR, text), true)
+}
+
+// notice is a reply to ev from the gateway itself.
+func (g *Gateway) notice(ev *chatopsv1.Event, typ chatopsv1.EventType, text string) *chatopsv1.Event {
+	return &chatopsv1.Event{
 		Id:        nuid.Next(),
-		Type:      chatopsv1.EventType_EVENT_TYPE_ERROR,
+		Type:      typ,
 		From:      &chatopsv1.Peer{Id: "botmesh", Name: "botmesh", Bot: true},
 		To:        ev.GetTo(),
 		Data:      []byte(text),
@@ -626,7 +905,7 @@ func (g *Gateway) answer(r *running, ev *chatopsv1.Event, text string) {
 		Thread:    ev.GetThread(),
 		Time:      timestamppb.Now(),
 		InReplyTo: ev.GetId(),
-	}, true)
+	}
 }
 
 // deliver queues a reply for the input's sender, which posts replies one at

@@ -99,7 +99,7 @@ func TestMessageAndReply(t *testing.T) {
 	m := <-seen
 	ev := &chatopsv1.Event{}
 	_ = proto.Unmarshal(m.Data, ev)
-	if m.Subject != "bot.v1.in.test" || !strings.HasPrefix(m.Reply, "bot.v1.out.gw1.") || ev.ReplyTo != m.Reply ||
+	if m.Subject != "bot.v1.in.test" || !strings.HasPrefix(m.Reply, "bot.v1.out.test.gw1.") || ev.ReplyTo != m.Reply ||
 		ev.Gateway != "gw1" || ev.Platform != "test" || ev.Type != chatopsv1.EventType_EVENT_TYPE_MESSAGE || ev.Time == nil || ev.From.GetId() != "U1" {
 		t.Errorf("published %s reply %s event %+v", m.Subject, m.Reply, ev)
 	}
@@ -113,7 +113,7 @@ func TestNoRouterRunning(t *testing.T) {
 	in, _, _, _ := run(t, s, gateway.Config{})
 	in.Say("ping")
 	rep := in.Reply(t, 5*time.Second)
-	if rep.Type != chatopsv1.EventType_EVENT_TYPE_ERROR || string(rep.Data) != "no router is running: nothing answers on bot.v1.in.test" {
+	if rep.Type != chatopsv1.EventType_EVENT_TYPE_ERROR || string(rep.Data) != "no router is running, so your command did not run: start a router (or ask whoever runs botmesh) and try again" {
 		t.Errorf("got %s %q", rep.Type, rep.Data)
 	}
 }
@@ -279,7 +279,7 @@ func TestJetStreamDelivery(t *testing.T) {
 	in.Say("before the stream exists")
 	// The gateway tries for a while (a cluster's stream may be between
 	// leaders) before it tells the user.
-	if rep := in.Reply(t, 20*time.Second); rep.Type != chatopsv1.EventType_EVENT_TYPE_ERROR || !strings.Contains(string(rep.Data), "is a router running") {
+	if rep := in.Reply(t, 20*time.Second); rep.Type != chatopsv1.EventType_EVENT_TYPE_ERROR || !strings.Contains(string(rep.Data), "start a router") {
 		t.Fatalf("without a stream: %s %q", rep.Type, rep.Data)
 	}
 
@@ -342,10 +342,10 @@ func TestMetricsAndHealth(t *testing.T) {
 # HELP botmesh_gateway_messages_total Messages passed to the routers, by input.
 # TYPE botmesh_gateway_messages_total counter
 botmesh_gateway_messages_total{input="test"} 1
-# HELP botmesh_gateway_refused_total Messages not passed on, by input and reason (too_long, duplicate, unreachable).
+# HELP botmesh_gateway_refused_total Messages not passed on, by input and reason (too_long, duplicate, unreachable, not_confirmed).
 # TYPE botmesh_gateway_refused_total counter
 botmesh_gateway_refused_total{input="test",reason="too_long"} 1
-# HELP botmesh_gateway_replies_total Answers posted, by input and kind (reply, error, progress, late, no_router, timeout, dropped_duplicate).
+# HELP botmesh_gateway_replies_total Answers posted, by input and kind (reply, error, progress, queued, recovered, late, no_router, timeout, dropped_duplicate).
 # TYPE botmesh_gateway_replies_total counter
 botmesh_gateway_replies_total{input="test",kind="reply"} 1
 `

@@ -23,10 +23,10 @@ func newMetrics() *metrics {
 			Name: "botmesh_gateway_messages_total", Help: "Messages passed to the routers, by input.",
 		}, []string{"input"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "botmesh_gateway_refused_total", Help: "Messages not passed on, by input and reason (too_long, duplicate, unreachable).",
+			Name: "botmesh_gateway_refused_total", Help: "Messages not passed on, by input and reason (too_long, duplicate, unreachable, not_confirmed).",
 		}, []string{"input", "reason"}),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "botmesh_gateway_replies_total", Help: "Answers posted, by input and kind (reply, error, progress, late, no_router, timeout, dropped_duplicate).",
+			Name: "botmesh_gateway_replies_total", Help: "Answers posted, by input and kind (reply, error, progress, queued, recovered, late, no_router, timeout, dropped_duplicate).",
 		}, []string{"input", "kind"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "botmesh_gateway_reply_seconds", Help: "Time from passing a message on to its final reply, by input.",

@@ -14,6 +14,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/services/echo"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 func TestBadInput(t *testing.T) {
@@ -32,7 +33,7 @@ func testBadInput(t *testing.T, delivery string) {
 			t.Log("a stream keeps no NATS reply subject: covered by the next case")
 			return
 		}
-		reply := chatopsv1.ReplySubject("testgw", "garbage")
+		reply := chatopsv1.ReplySubject("test", "testgw", "garbage")
 		sub, _ := e.nc.SubscribeSync(reply)
 		if err := e.nc.PublishMsg(&nats.Msg{Subject: chatopsv1.SubjectIn("test"), Reply: reply, Data: []byte("\xff\x00not protobuf")}); err != nil {
 			t.Fatal(err)
@@ -48,6 +49,37 @@ func testBadInput(t *testing.T, delivery string) {
 		}
 		if rep := e.ask("ping"); string(rep.GetData()) != "pong" {
 			t.Errorf("next message after a dropped one: %q", rep.GetData())
+		}
+	})
+	t.Run("an event whose platform is not its subject's is refused", func(t *testing.T) {
+		// Trust comes from the subject, which NATS permissions tie to a
+		// gateway's credentials: a test gateway posing as a Slack admin.
+		reply := chatopsv1.ReplySubject("test", "testgw", nuid.Next())
+		sub, _ := e.nc.SubscribeSync(reply)
+		ev := &chatopsv1.Event{Id: "forged1", Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, Data: []byte("echo forged"),
+			From: &chatopsv1.Peer{Id: "UADMIN"}, Platform: "slack", ReplyTo: reply}
+		if err := e.nc.Publish(chatopsv1.SubjectIn("test"), mustMarshal(t, ev)); err != nil {
+			t.Fatal(err)
+		}
+		rep := e.await(sub, 5*time.Second)
+		if !isError(rep) || !strings.HasPrefix(string(rep.GetData()), "refused: this message claims to come from \"slack\"") {
+			t.Errorf("got %s %q", rep.GetType(), rep.GetData())
+		}
+	})
+	t.Run("a reply subject of another platform is refused", func(t *testing.T) {
+		// A gateway must not make the router post into another
+		// platform's conversations.
+		other := chatopsv1.ReplySubject("slack", "slackgw", nuid.Next())
+		sub, _ := e.nc.SubscribeSync(chatopsv1.SubjectOutPrefix + "slack.>")
+		ev := &chatopsv1.Event{Id: "forged2", Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, Data: []byte("echo forged"), Platform: "test", ReplyTo: other}
+		if err := e.nc.Publish(chatopsv1.SubjectIn("test"), mustMarshal(t, ev)); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := sub.NextMsg(500 * time.Millisecond); err == nil {
+			t.Errorf("router published on %s", m.Subject)
+		}
+		if rep := e.ask("ping"); string(rep.GetData()) != "pong" {
+			t.Errorf("next message: %q", rep.GetData())
 		}
 	})
 	t.Run("reply subject outside bot.v1.out is refused", func(t *testing.T) {

@@ -119,7 +119,7 @@ func TestTwoRoutersAnswerOnce(t *testing.T) {
 	waitFor(t, func() bool { return isReply(e.ask("echo a")) })
 
 	const n = 200
-	out, err := e.nc.SubscribeSync(chatopsv1.SubjectOut("testgw"))
+	out, err := e.nc.SubscribeSync(chatopsv1.SubjectOutPrefix + ">")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,10 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/router/inbound"
+	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -31,7 +33,7 @@ func TestDurableRedelivery(t *testing.T) {
 	if err := dying.Start(context.Background(), func(m *inbound.Message) { taken <- m }); err != nil {
 		t.Fatal(err)
 	}
-	reply := chatopsv1.ReplySubject("testgw", "t1")
+	reply := chatopsv1.ReplySubject("test", "testgw", "t1")
 	sub, err := nc.SubscribeSync(reply)
 	if err != nil {
 		t.Fatal(err)
@@ -101,5 +103,84 @@ func TestDurableSlowCommandRunsOnce(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("the command ran %d times, want 1", n)
+	}
+}
+
+// A message whose router stored its reply but whose acknowledgement was lost
+// (a NATS node that failed in between) comes again after the ack wait: the
+// next router finds the reply in the reply stream and does not run the
+// command a second time.
+func TestDurableAnsweredNotRunTwice(t *testing.T) {
+	s := meshtest.NATS(t)
+	jcfg := inbound.JetStreamConfig{AckWait: time.Second}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := durable.EnsureReplyStream(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The first router: it takes the message, "runs" it, stores its
+	// reply, and its acknowledgement never arrives.
+	first := inbound.NewJetStream(nc, jcfg)
+	taken := make(chan *inbound.Message, 1)
+	if err := first.Start(ctx, func(m *inbound.Message) { taken <- m }); err != nil {
+		t.Fatal(err)
+	}
+	reply := chatopsv1.ReplySubject("test", "testgw", "t2")
+	sub, err := nc.SubscribeSync(chatopsv1.SubjectOut("test", "testgw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &chatopsv1.Event{Id: "E2", Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, Data: []byte("count"), Platform: "test", Gateway: "testgw", ReplyTo: reply}
+	if err := nc.Publish(chatopsv1.SubjectIn("test"), mustMarshal(t, ev)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-taken:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first router got nothing")
+	}
+	stored := &chatopsv1.Event{Type: chatopsv1.EventType_EVENT_TYPE_REPLY, Data: []byte("ran once"), InReplyTo: "E2"}
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: reply, Header: durable.ReplyHeader(reply), Data: mustMarshal(t, stored)}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(time.Second); err != nil || string(m.Data) != string(mustMarshal(t, stored)) {
+		t.Fatalf("the stored reply: %v", err)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := first.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+
+	e := newEnvOn(t, s, router.Config{JetStream: jcfg})
+	var calls atomic.Int32
+	e.serve("count", handler{exec: func(_ context.Context, _ *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+		calls.Add(1)
+		rsp.Result = []byte("ran again")
+		return nil
+	}})
+	// The redelivery comes after the ack wait (1 s); the second router
+	// must take it and let it go without a reply.
+	cons, err := js.Consumer(ctx, durable.Stream, durable.Consumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.Delivered.Consumer >= 2
+	})
+	if extra, err := sub.NextMsg(1500 * time.Millisecond); err == nil {
+		t.Errorf("a second reply: %q", extra.Data)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the command ran %d times after its reply was stored, want 0", n)
 	}
 }

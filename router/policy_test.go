@@ -41,7 +41,7 @@ rules:
 // askAs sends text as user (in conversation C1) and returns the reply.
 func (e *env) askAs(user, text string) *chatopsv1.Event {
 	e.t.Helper()
-	reply := chatopsv1.ReplySubject("testgw", nuid.Next())
+	reply := chatopsv1.ReplySubject("test", "testgw", nuid.Next())
 	sub, err := e.nc.SubscribeSync(reply)
 	if err != nil {
 		e.t.Fatal(err)

@@ -12,7 +12,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,7 +34,9 @@ import (
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/suggest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	natsmicro "github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 	"go-micro.dev/v4/client"
 	"google.golang.org/protobuf/proto"
@@ -193,6 +197,7 @@ type Router struct {
 	limiter *ratelimit.Limiter
 	store   atomic.Pointer[confirmStore]
 	audit   atomic.Pointer[audit.Recorder]
+	js      jetstream.JetStream // with JetStream delivery: the reply stream's
 
 	sem      chan struct{}
 	jobs     chan func()   // to idle workers
@@ -253,7 +258,8 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 	r.builtins = builtin.Commands(r.now)
 	r.dir = directory.New(m.Registry(), m.Namespace(),
 		directory.WithLogger(r.log.With("part", "directory")),
-		directory.WithResync(cfg.ResyncInterval))
+		directory.WithResync(cfg.ResyncInterval),
+		directory.WithConnected(m.NATS().IsConnected))
 	r.cl = m.NewClient(
 		client.Selector(r.dir.Selector()),
 		client.WrapCall(r.markUnreachable),
@@ -308,6 +314,12 @@ func (r *Router) Run(ctx context.Context) error {
 	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m) }); err != nil {
 		return err
 	}
+	// Gateways ping routers to tell a user whose command waits for one.
+	if svc, err := natsmicro.AddService(r.m.NATS(), natsmicro.Config{Name: durable.RouterService, Version: "1.0.0", Description: "botmesh router: answers chat commands"}); err != nil {
+		r.log.Warn("not announced to gateways: they cannot tell whether a router runs", "err", err)
+	} else {
+		defer func() { _ = svc.Stop() }()
+	}
 	close(r.ready)
 	r.log.Info("router ready", "commands", len(r.dir.Commands()), "namespace", r.m.Namespace())
 	<-ctx.Done()
@@ -352,6 +364,13 @@ func (r *Router) useJetStream(ctx context.Context) {
 		r.log.Warn("confirmations stay in this router", "err", err)
 	} else {
 		r.store.Store(&confirmStore{st})
+	}
+	if r.cfg.Delivery == durable.JetStream {
+		if _, err := durable.EnsureReplyStream(jctx, js, replicas); err != nil {
+			r.log.Warn("replies go on core NATS only: a NATS failure can lose one", "err", err)
+		} else {
+			r.js = js
+		}
 	}
 	rec, err := audit.New(jctx, r.log.With("part", "audit"), js, audit.StreamConfig{MaxAge: r.cfg.AuditMaxAge, Replicas: replicas})
 	if err != nil {
@@ -415,9 +434,10 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 		m.Done(nil) // a malformed event will not get better: never redeliver
 		return
 	}
-	if m.Redelivered {
-		r.log.Info("redelivered message", "event", ev.GetId(), "subject", m.Subject)
-	}
+	// Trust comes from NATS: the platform is the one of the subject the
+	// event was published on (NATS permissions let a gateway publish only
+	// on its own), and the reply goes back to that platform's gateways.
+	platform := chatopsv1.PlatformOf(m.Subject)
 	to := ev.GetReplyTo()
 	if !chatopsv1.ValidReplySubject(to) {
 		to = m.Reply
@@ -427,26 +447,129 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 		m.Done(nil)
 		return
 	}
+	if platform == "" || ev.GetPlatform() != platform || chatopsv1.ReplyPlatform(to) != platform {
+		r.log.Warn("refused: event does not match the subject it came on", "subject", m.Subject, "event", ev.GetId(), "platform", ev.GetPlatform(), "reply_to", to)
+		r.refuseForged(ev, m.Subject)
+		if chatopsv1.ReplyPlatform(to) == platform && platform != "" {
+			r.publish(to, r.errorReply(ev, fmt.Sprintf("refused: this message claims to come from %q but came in on %s", ev.GetPlatform(), m.Subject)))
+		}
+		m.Done(nil)
+		return
+	}
+	if m.Redelivered {
+		if r.answered(ctx, to) {
+			// Answered by a router whose acknowledgement was lost (a
+			// NATS node that failed meanwhile): running it again would
+			// run it twice. The gateway reads the reply from the stream.
+			r.log.Info("redelivered message answered already; not run again", "event", ev.GetId(), "subject", m.Subject)
+			m.Done(nil)
+			return
+		}
+		r.log.Info("redelivered message", "event", ev.GetId(), "subject", m.Subject)
+	}
 	hctx, cancel := context.WithTimeout(ctx, max(r.cfg.Timeout, r.cfg.CommandTimeouts.longest()))
-	stop := r.whileWorking(m, to, ev)
+	defer cancel()
+	stop := r.whileWorking(hctx, m, to, ev)
+	defer stop()
 	reply := r.Handle(hctx, ev)
-	stop()
-	cancel()
+	if m.Durable() && r.js != nil {
+		// The acknowledgement waits until the reply is stored: then no
+		// NATS failure loses it, and a redelivery finds it.
+		m.Done(r.storeReply(ctx, to, reply))
+		return
+	}
 	m.Done(r.publish(to, reply))
 }
 
+// refuseForged leaves the audit record of an event whose body disagrees
+// with the subject it came on (a gateway, or anyone with its credentials,
+// posing as another platform).
+func (r *Router) refuseForged(ev *chatopsv1.Event, subject string) {
+	r.recordAudit(ev, outcome{status: audit.StatusRejected, err: "forged: platform " + strconv.Quote(ev.GetPlatform()) + " on " + subject}, r.now())
+}
+
+// answered reports whether the reply stream holds the reply to a message
+// (its reply subject); when it cannot tell, it says no and the message runs.
+func (r *Router) answered(ctx context.Context, to string) bool {
+	if r.js == nil {
+		return false
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ok, err := durable.Answered(actx, r.js, to)
+	if err != nil {
+		r.log.Warn("could not check whether a redelivered message was answered; running it", "subject", to, "err", err)
+	}
+	return ok
+}
+
+// storeTimeout bounds how long a router tries to store a reply in the reply
+// stream (through a NATS restart or a leader election).
+const storeTimeout = 30 * time.Second
+
+// storeReply publishes a final reply into the reply stream, trying again until
+// the stream has it. It returns nil once stored, and also when it could
+// not be: the command ran, and handing the message to another router would
+// run it again. The reply then goes out once more on core NATS, for a
+// gateway that is still listening.
+func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Event) error {
+	data, err := proto.Marshal(reply)
+	if err != nil {
+		r.log.Error("encode reply", "err", err)
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if _, err := durable.Publish(sctx, r.js, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: data}); err != nil {
+		r.log.Error("reply not stored; sending it on core NATS", "subject", to, "event", reply.GetInReplyTo(), "err", err)
+		_ = r.m.NATS().Publish(to, data)
+	}
+	return nil
+}
+
+// DeadlineKey is the meta key of a progress note that carries the time by
+// which the router will have answered (Unix milliseconds): the gateway
+// waits until then, not its own reply timeout.
+const DeadlineKey = "botmesh.deadline"
+
+// deadlineNoteAfter is when the gateway is told a command's deadline, if no
+// "working on it" note has told it before: before any gateway's own wait
+// (40 s by default) runs out.
+const deadlineNoteAfter = 10 * time.Second
+
 // whileWorking keeps a durable message from going to another router while
-// this one works on it, and tells the user when a command is slow. The
-// returned func stops both.
-func (r *Router) whileWorking(m *inbound.Message, to string, ev *chatopsv1.Event) func() {
+// this one works on it, tells the user when a command is slow, and tells the
+// gateway how long it may take (ctx's deadline). The returned func stops
+// all three.
+func (r *Router) whileWorking(ctx context.Context, m *inbound.Message, to string, ev *chatopsv1.Event) func() {
 	var stops []func()
 	if m.Durable() {
 		stops = append(stops, every(r.cfg.JetStream.AckWait/3, m.KeepAlive))
 	}
-	if r.cfg.ProgressAfter > 0 {
-		t := time.AfterFunc(r.cfg.ProgressAfter, func() {
-			_ = r.publish(to, r.newReply(ev, chatopsv1.EventType_EVENT_TYPE_PROGRESS, "working on it…"))
-		})
+	progress := to
+	if chatopsv1.ValidReplySubject(ev.GetReplyTo()) {
+		progress = chatopsv1.ProgressSubject(to)
+	}
+	dl, _ := ctx.Deadline()
+	note := func(text string) func() {
+		return func() {
+			p := r.newReply(ev, chatopsv1.EventType_EVENT_TYPE_PROGRESS, text)
+			p.Meta = maps.Clone(p.Meta)
+			if p.Meta == nil {
+				p.Meta = map[string]string{}
+			}
+			p.Meta[DeadlineKey] = strconv.FormatInt(dl.UnixMilli(), 10)
+			_ = r.publish(progress, p)
+		}
+	}
+	after, first := deadlineNoteAfter, note("")
+	if r.cfg.ProgressAfter > 0 && r.cfg.ProgressAfter <= deadlineNoteAfter {
+		after, first = r.cfg.ProgressAfter, note("working on it…")
+	}
+	t := time.AfterFunc(after, first)
+	stops = append(stops, func() { t.Stop() })
+	if r.cfg.ProgressAfter > deadlineNoteAfter {
+		t := time.AfterFunc(r.cfg.ProgressAfter, note("working on it…"))
 		stops = append(stops, func() { t.Stop() })
 	}
 	return func() {

@@ -104,8 +104,11 @@ func (e *env) serve(name string, h chatopsv1.CommandHandler) func() {
 // send publishes text as a gateway would and returns the reply subject.
 func (e *env) send(text []byte) (*nats.Subscription, string) {
 	e.t.Helper()
-	reply := chatopsv1.ReplySubject("testgw", nuid.Next())
-	sub, err := e.nc.SubscribeSync(reply)
+	// A gateway instance of its own: the subscription takes the final
+	// reply and the progress notes (one token deeper).
+	instance := nuid.Next()
+	reply := chatopsv1.ReplySubject("test", instance, "1")
+	sub, err := e.nc.SubscribeSync(chatopsv1.SubjectOut("test", instance))
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -615,7 +615,7 @@ func (b *bencher) sampleEvents() (req, rep *chatopsv1.Event) {
 		Id: nuid.Next(), Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE,
 		From: &chatopsv1.Peer{Id: "u12", Name: "u12"}, To: "bench-12", Data: []byte(b.cfg.Command),
 		Meta: map[string]string{seqKey: "12345"}, Platform: Platform, Gateway: "botbench-abcdefgh", Time: now,
-		ReplyTo: chatopsv1.ReplySubject("botbench-abcdefgh", "7ix"),
+		ReplyTo: chatopsv1.ReplySubject(Platform, "botbench-abcdefgh", nuid.Next()),
 	}
 	rep = &chatopsv1.Event{
 		Id: nuid.Next(), Type: chatopsv1.EventType_EVENT_TYPE_REPLY,

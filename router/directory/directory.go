@@ -5,9 +5,20 @@
 // The view is built from a full listing at start, kept current by the
 // registry's watcher (a service started later is usable as soon as its
 // registration is seen), and corrected by a periodic resync (a process
-// killed without deregistering disappears at the next one). The directory
-// is also the router's go-micro selector, so that help, matching and RPC
-// routing all see the same services and nodes.
+// killed without deregistering disappears at the next one, once a second
+// listing a moment later confirms it). The directory is also the router's
+// go-micro selector, so that help, matching and RPC routing all see the
+// same services and nodes.
+//
+// A listing is not evidence that services are gone when it may have been
+// taken while NATS was down. go-micro's NATS registry answers a listing
+// from whoever replies to its query within 100ms: while its connection is
+// reconnecting, or before the services' own connections are back, it
+// returns an empty (or short) listing and no error. So the view is kept
+// while the NATS connection is down and for a settle time after it comes
+// back (WithConnected), and, whether or not the directory can see the
+// connection, a listing that lacks more than half of the known services
+// removes nothing until it has said so for the outage grace.
 package directory
 
 import (
@@ -20,6 +31,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
@@ -51,6 +63,8 @@ type entry struct {
 	seen     map[string]time.Time // node id → last time a registration was seen
 	born     map[string]time.Time // node id → first time it was seen
 	down     map[string]time.Time // node id → not to be chosen until
+	missing  map[string]time.Time // node id → first trusted listing that lacked it
+	answered map[string]bool      // node id → a call to it was delivered
 	commands []Command
 	helped   bool // Help answered
 	fetching bool // Help call in flight
@@ -66,6 +80,13 @@ type Directory struct {
 	down   time.Duration
 	warmup time.Duration
 	now    func() time.Time
+
+	connected func() bool   // nil: the connection's state is unknown
+	settle    time.Duration // after a reconnect, listings remove nothing
+	confirm   time.Duration // between a listing that lacks nodes and the one that confirms it
+	outage    time.Duration // how long a listing lacking most services must persist; 0: default
+	lastDown  atomic.Int64  // d.now() in Unix ns when connected() was last seen false; 0: never
+	kick      chan struct{} // resync now: the connection has settled after an outage
 
 	mu       sync.RWMutex
 	services map[string]*entry // by registry name
@@ -98,6 +119,33 @@ func WithDownTime(d time.Duration) Option { return func(dd *Directory) { dd.down
 // (default 2s).
 func WithWarmup(d time.Duration) Option { return func(dd *Directory) { dd.warmup = d } }
 
+// WithConnected lets the directory see whether the process's NATS
+// connection is up (pass the mesh connection's IsConnected). While it is
+// down, and for the settle time after it comes back, registry listings add
+// services but remove none, and calls that cannot be delivered are tried
+// again until their deadline (Settling). Without it the directory cannot
+// tell an outage from services leaving, and relies on the outage grace.
+func WithConnected(f func() bool) Option { return func(d *Directory) { d.connected = f } }
+
+// WithSettle sets how long after the NATS connection comes back listings
+// remove nothing (default 5s): the services' own connections come back at
+// their own pace (every part reconnects every 250ms, with jitter), and
+// until they do the registry does not hear from them.
+func WithSettle(d time.Duration) Option { return func(dd *Directory) { dd.settle = d } }
+
+// WithConfirm sets how long after a listing that lacks known nodes a
+// second listing is taken to confirm it (default 1s; 0: none). A node is
+// removed only if both lack it: a service slow to answer the registry's
+// 100ms query, or reconnecting, is not dropped for one missed answer.
+func WithConfirm(d time.Duration) Option { return func(dd *Directory) { dd.confirm = d } }
+
+// WithOutageGrace sets how long listings that lack more than half of the
+// known services (an empty listing, say) must keep lacking them before they
+// are removed: such a listing is more likely the registry's connection
+// failing than most services dying at once. The default is 30s, or the
+// settle time with WithConnected (the connection is then seen).
+func WithOutageGrace(d time.Duration) Option { return func(dd *Directory) { dd.outage = d } }
+
 // New returns a directory of the services under namespace in reg. It is
 // empty until Run starts.
 func New(reg registry.Registry, namespace string, opts ...Option) *Directory {
@@ -109,12 +157,21 @@ func New(reg registry.Registry, namespace string, opts ...Option) *Directory {
 		down:     10 * time.Second,
 		warmup:   2 * time.Second,
 		now:      time.Now,
+		settle:   5 * time.Second,
+		confirm:  time.Second,
+		kick:     make(chan struct{}, 1),
 		services: map[string]*entry{},
 		ready:    make(chan struct{}),
 		ctx:      context.Background(),
 	}
 	for _, o := range opts {
 		o(d)
+	}
+	if d.outage <= 0 {
+		d.outage = 30 * time.Second
+		if d.connected != nil {
+			d.outage = d.settle
+		}
 	}
 	return d
 }
@@ -158,20 +215,86 @@ func (d *Directory) Run(ctx context.Context, help HelpFunc) error {
 		defer close(watchDone)
 		d.watch(ctx, w)
 	}()
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		d.pollConnection(ctx)
+	}()
 	t := time.NewTicker(d.resync)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			<-watchDone
+			<-pollDone
 			return nil
 		case <-t.C:
-			if err := d.Sync(ctx); err != nil {
-				d.log.Warn("registry resync failed", "err", err)
-			}
+		case <-d.kick:
+		}
+		if err := d.Sync(ctx); err != nil {
+			d.log.Warn("registry resync failed", "err", err)
 		}
 	}
 }
+
+// connPoll is how often the NATS connection's state is looked at: often
+// enough to see any outage that matters (a reconnect takes at least the
+// 250ms reconnect wait), and cheap (a read under a lock).
+const connPoll = 100 * time.Millisecond
+
+// pollConnection watches the NATS connection (WithConnected) until ctx is
+// done, so that outages are seen even when no listing or call happens
+// during them, and asks for a resync once the connection has settled
+// after one.
+func (d *Directory) pollConnection(ctx context.Context) {
+	if d.connected == nil {
+		return
+	}
+	t := time.NewTicker(connPoll)
+	defer t.Stop()
+	wasSettled := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		settled := d.settled()
+		switch {
+		case wasSettled && !settled:
+			d.log.Info("NATS connection lost or back: keeping the view of the command services until it settles", "settle", d.settle)
+		case !wasSettled && settled:
+			d.log.Info("NATS connection settled: checking the view of the command services")
+			select {
+			case d.kick <- struct{}{}:
+			default:
+			}
+		}
+		wasSettled = settled
+	}
+}
+
+// settled reports whether registry listings can be trusted to show every
+// live service: the NATS connection is up and has been for the settle time
+// (always true without WithConnected). It notes when it finds the
+// connection down.
+func (d *Directory) settled() bool {
+	if d.connected == nil {
+		return true
+	}
+	now := d.now()
+	if !d.connected() {
+		d.lastDown.Store(now.UnixNano())
+		return false
+	}
+	last := d.lastDown.Load()
+	return last == 0 || now.Sub(time.Unix(0, last)) >= d.settle
+}
+
+// Settling reports whether the NATS connection is down or came back less
+// than the settle time ago (false without WithConnected): nodes that
+// cannot be reached now are probably reconnecting.
+func (d *Directory) Settling() bool { return d.connected != nil && !d.settled() }
 
 // watch follows w (or a new watcher, if w is nil or ends) until ctx is
 // done.
@@ -257,6 +380,7 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 			e.nodes[n.Id] = n
 			e.seen[n.Id] = now
 			delete(e.down, n.Id)
+			delete(e.missing, n.Id)
 		}
 		d.fetchHelpLocked(svc.Name, e)
 	}
@@ -265,11 +389,13 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 func (d *Directory) addLocked(service string) *entry {
 	name := strings.TrimPrefix(service, d.prefix)
 	e := &entry{
-		name:  name,
-		nodes: map[string]*registry.Node{},
-		seen:  map[string]time.Time{},
-		born:  map[string]time.Time{},
-		down:  map[string]time.Time{},
+		name:     name,
+		nodes:    map[string]*registry.Node{},
+		seen:     map[string]time.Time{},
+		born:     map[string]time.Time{},
+		down:     map[string]time.Time{},
+		missing:  map[string]time.Time{},
+		answered: map[string]bool{},
 	}
 	e.commands = defaultCommands(service, name, nil)
 	d.services[service] = e
@@ -314,6 +440,8 @@ func (e *entry) forget(id string) {
 	delete(e.seen, id)
 	delete(e.born, id)
 	delete(e.down, id)
+	delete(e.missing, id)
+	delete(e.answered, id)
 }
 
 // defaultCommands turns a Help answer (nil before it comes) into commands.
@@ -345,13 +473,65 @@ func defaultCommands(service, name string, rsp *chatopsv1.HelpResponse) []Comman
 	return []Command{c}
 }
 
-// Sync replaces the view with a full listing of the registry. Nodes whose
-// registration was seen after the listing started are kept.
+// Sync checks the view against a full listing of the registry: it adds
+// what the listing has, and removes nodes it lacks that were last seen
+// before it began, if the listing can be trusted to be complete: it was
+// taken while the NATS connection was settled (WithConnected), a second
+// listing a moment later (WithConfirm) lacks them too, and, if it lacks
+// more than half of the services, it has lacked them for the outage grace.
+// A listing that fails removes nothing.
 func (d *Directory) Sync(ctx context.Context) error {
 	started := d.now()
+	trusted := d.settled()
+	l, err := d.list(ctx)
+	if err != nil {
+		return err
+	}
+	d.merge(l, started)
+	if !trusted || !d.settled() {
+		d.log.Debug("registry listed while NATS is down or reconnecting: removing nothing")
+		return l.err()
+	}
+	if d.confirm > 0 && d.lacksNodes(l, started) {
+		select {
+		case <-ctx.Done():
+			return l.err()
+		case <-time.After(d.confirm):
+		}
+		again := d.now()
+		l2, err := d.list(ctx)
+		if err != nil {
+			return err
+		}
+		d.merge(l2, again)
+		if !d.settled() {
+			return l2.err()
+		}
+		// A node in either listing is now seen since started: what
+		// lacks is what both lack.
+		for name := range l.failed {
+			l2.failed[name] = true
+		}
+		l = l2
+	}
+	d.prune(l, started)
+	return l.err()
+}
+
+// listing is the result of listing the registry and looking up each
+// command service in it.
+type listing struct {
+	nodes  map[string][]*registry.Node // listed and looked up (maybe with no nodes)
+	failed map[string]bool             // listed, but the lookup failed
+	errs   []error
+}
+
+func (l listing) err() error { return errors.Join(l.errs...) }
+
+func (d *Directory) list(ctx context.Context) (listing, error) {
 	list, err := d.reg.ListServices(registry.ListContext(ctx))
 	if err != nil {
-		return fmt.Errorf("directory: list services: %w", err)
+		return listing{}, fmt.Errorf("directory: list services: %w", err)
 	}
 	names := map[string]bool{}
 	for _, s := range list {
@@ -359,12 +539,10 @@ func (d *Directory) Sync(ctx context.Context) error {
 			names[s.Name] = true
 		}
 	}
-	found := make(map[string][]*registry.Service, len(names))
-	failed := map[string]bool{}
+	l := listing{nodes: make(map[string][]*registry.Node, len(names)), failed: map[string]bool{}}
 	var (
-		wg   sync.WaitGroup
-		fmu  sync.Mutex
-		errs []error
+		wg  sync.WaitGroup
+		fmu sync.Mutex
 	)
 	for name := range names {
 		wg.Go(func() {
@@ -372,28 +550,27 @@ func (d *Directory) Sync(ctx context.Context) error {
 			fmu.Lock()
 			defer fmu.Unlock()
 			if err != nil && !errors.Is(err, registry.ErrNotFound) {
-				errs = append(errs, fmt.Errorf("get %s: %w", name, err))
-				failed[name] = true // unknown: keep what we know
+				l.errs = append(l.errs, fmt.Errorf("get %s: %w", name, err))
+				l.failed[name] = true // unknown: keep what we know
 				return
 			}
-			found[name] = svcs
+			var nodes []*registry.Node
+			for _, s := range svcs {
+				nodes = append(nodes, s.Nodes...)
+			}
+			l.nodes[name] = nodes
 		})
 	}
 	wg.Wait()
+	return l, nil
+}
 
+// merge adds the services and nodes of l, seen at started.
+func (d *Directory) merge(l listing, started time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for name, e := range d.services {
-		if !names[name] {
-			d.pruneLocked(name, e, nil, started)
-		}
-	}
-	for name, svcs := range found {
+	for name, nodes := range l.nodes {
 		e := d.services[name]
-		var nodes []*registry.Node
-		for _, s := range svcs {
-			nodes = append(nodes, s.Nodes...)
-		}
 		if e == nil {
 			if len(nodes) == 0 {
 				continue
@@ -408,30 +585,77 @@ func (d *Directory) Sync(ctx context.Context) error {
 			if e.seen[n.Id].Before(started) {
 				e.seen[n.Id] = started
 			}
+			delete(e.missing, n.Id)
 		}
-		d.pruneLocked(name, e, nodes, started)
-		if d.services[name] == e {
-			d.fetchHelpLocked(name, e)
-		}
+		d.fetchHelpLocked(name, e)
 	}
-	return errors.Join(errs...)
 }
 
-// pruneLocked drops nodes of e that are not in live and were last seen
-// before since; it drops e when no node is left.
-func (d *Directory) pruneLocked(name string, e *entry, live []*registry.Node, since time.Time) {
-	for id := range e.nodes {
-		if slices.ContainsFunc(live, func(n *registry.Node) bool { return n.Id == id }) {
+// absentLocked returns the nodes of each service that l lacks and that were
+// last seen before since.
+func (d *Directory) absentLocked(l listing, since time.Time) map[string][]string {
+	out := map[string][]string{}
+	for name, e := range d.services {
+		if l.failed[name] {
 			continue
 		}
-		if !e.seen[id].Before(since) {
-			continue
+		live := l.nodes[name]
+		for id := range e.nodes {
+			if !e.seen[id].Before(since) || slices.ContainsFunc(live, func(n *registry.Node) bool { return n.Id == id }) {
+				continue
+			}
+			out[name] = append(out[name], id)
 		}
-		e.forget(id)
 	}
-	if len(e.nodes) == 0 {
-		delete(d.services, name)
-		d.log.Info("command service gone", "service", name)
+	return out
+}
+
+func (d *Directory) lacksNodes(l listing, since time.Time) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.absentLocked(l, since)) > 0
+}
+
+// prune removes the nodes l lacks that were last seen before since, and
+// the services left with none; unless l lacks more than half of the
+// services, which removes them only once listings have lacked them for the
+// outage grace.
+func (d *Directory) prune(l listing, since time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	absent := d.absentLocked(l, since)
+	vanished := 0
+	for name, ids := range absent {
+		if len(ids) == len(d.services[name].nodes) {
+			vanished++
+		}
+	}
+	known := len(d.services)
+	var grace time.Duration
+	if vanished*2 > known {
+		grace = d.outage
+	}
+	kept := 0
+	for name, ids := range absent {
+		e := d.services[name]
+		for _, id := range ids {
+			if e.missing[id].IsZero() {
+				e.missing[id] = since
+			}
+			if since.Sub(e.missing[id]) < grace {
+				kept++
+				continue
+			}
+			e.forget(id)
+		}
+		if len(e.nodes) == 0 {
+			delete(d.services, name)
+			d.log.Info("command service gone", "service", name)
+		}
+	}
+	if kept > 0 {
+		d.log.Warn("the registry lists too few command services to be believed: keeping them until it has for the outage grace",
+			"listed", known-vanished, "known", known, "grace", d.outage)
 	}
 }
 
@@ -564,8 +788,31 @@ func (d *Directory) markDown(service, node string) {
 	defer d.mu.Unlock()
 	if e := d.services[service]; e != nil {
 		if _, ok := e.nodes[node]; ok && d.now().Sub(e.born[node]) >= d.warmup {
+			wasDown := d.now().Before(e.down[node])
 			e.down[node] = d.now().Add(d.down)
-			d.log.Warn("node unreachable; skipping it", "service", service, "node", node, "for", d.down)
+			if !wasDown {
+				// Once per node going down, not per failed call.
+				d.log.Warn("node unreachable; skipping it", "service", service, "node", node, "for", d.down)
+			}
+		}
+	}
+}
+
+// markUp notes that a call to node was delivered and clears its down mark.
+func (d *Directory) markUp(service, node string) {
+	d.mu.RLock()
+	e := d.services[service]
+	done := e == nil || e.answered[node] && e.down[node].IsZero()
+	d.mu.RUnlock()
+	if done {
+		return // the common case: no write lock per call
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.services[service]; e != nil {
+		if _, ok := e.nodes[node]; ok {
+			e.answered[node] = true
+			delete(e.down, node)
 		}
 	}
 }

@@ -16,6 +16,29 @@ func (d *Directory) Selector() selector.Selector { return dirSelector{d} }
 // a while and the next resync settles whether it is still registered.
 func (d *Directory) MarkDown(service, node string) { d.markDown(service, node) }
 
+// MarkUp tells the directory that a call to node was delivered (whatever
+// the command answered): the node is up, and if it cannot be reached later
+// it is more likely reconnecting than gone.
+func (d *Directory) MarkUp(service, node string) { d.markUp(service, node) }
+
+// WorthRetrying reports whether a call to service that could not be
+// delivered should be tried again a moment later, until its deadline: the
+// service is still in the view, and either the NATS connection is settling
+// after an outage (Settling) or one of its nodes has been reached before.
+// A node that answered and now cannot be reached is most likely
+// reconnecting; one that never answered (registered, then killed) most
+// likely is not, and the call fails after a short try instead.
+func (d *Directory) WorthRetrying(service string) bool {
+	d.mu.RLock()
+	e := d.services[service]
+	answered := e != nil && len(e.answered) > 0
+	d.mu.RUnlock()
+	if e == nil {
+		return false
+	}
+	return answered || d.Settling()
+}
+
 type dirSelector struct{ d *Directory }
 
 func (s dirSelector) Init(...selector.Option) error { return nil }

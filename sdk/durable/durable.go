@@ -97,6 +97,80 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	return s, nil
 }
 
+// RouterService is the name under which every router answers the NATS
+// service API ($SRV.PING.botmesh-router): a gateway that gets no answer
+// knows that no router runs, and tells users their commands are queued.
+const RouterService = "botmesh-router"
+
+// RoutersAlive reports whether some router answers a ping on nc within
+// wait. An error other than "no responders" (a timeout, a NATS failure)
+// counts as alive: it says nothing certain.
+func RoutersAlive(nc *nats.Conn, wait time.Duration) bool {
+	_, err := nc.Request("$SRV.PING."+RouterService, nil, wait)
+	return !errors.Is(err, nats.ErrNoResponders)
+}
+
+// ReplyStream keeps the routers' final replies, so that a reply is not lost
+// when a NATS node or the connection of the gateway that waits for it fails
+// (the gateway reads what it missed from the stream), and so that a router
+// handed a message again can see that it was answered already.
+const ReplyStream = "BOTMESH_OUT"
+
+// ReplyMaxAge is how long the reply stream keeps a reply: longer than a
+// message may wait in the inbound stream plus the longest command.
+const ReplyMaxAge = time.Hour
+
+// EnsureReplyStream creates the reply stream, or updates it, with replicas
+// copies.
+func EnsureReplyStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ReplyStream,
+		Description: "botmesh final replies, kept so that none is lost on the way to its gateway",
+		Subjects:    []string{chatopsv1.SubjectOutFinal},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
+		Duplicates:  2 * time.Minute,
+		MaxAge:      ReplyMaxAge,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+		// One reply per subject: a router handed a message again finds
+		// the reply by its subject.
+		MaxMsgsPerSubject: 1,
+	})
+	if err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return nil, ErrNoJetStream
+		}
+		return nil, fmt.Errorf("durable: stream %s: %w", ReplyStream, err)
+	}
+	return s, nil
+}
+
+// Answered reports whether the reply stream holds a final reply on subject
+// (a message's reply_to). An error means it could not tell.
+func Answered(ctx context.Context, js jetstream.JetStream, subject string) (bool, error) {
+	s, err := js.Stream(ctx, ReplyStream)
+	if err != nil {
+		return false, err
+	}
+	_, err = s.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// ReplyHeader returns NATS headers for the final reply on subject: its
+// message id is the subject, so a reply published twice is kept once.
+func ReplyHeader(subject string) nats.Header {
+	return nats.Header{jetstream.MsgIDHeader: []string{subject}}
+}
+
 // MsgID is the JetStream message id of an event: the platform and the
 // event's own id, so the stream drops a platform's redelivery.
 func MsgID(platform, eventID string) string { return platform + ":" + eventID }

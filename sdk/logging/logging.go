@@ -27,19 +27,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 }
 
 // New returns a logger writing to w (normally stderr; stdout belongs to the
-// shell input).
+// shell input). Repeated warnings and errors are counted rather than written
+// each time (Dedupe, keyed by DefaultDedupeKeys).
 func (c Config) New(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log_level %q is not one of debug, info, warn, error", c.Level)
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler
 	switch strings.ToLower(c.Format) {
 	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(w, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(w, opts)
 	default:
 		return nil, errors.New("log_format must be text or json, not " + fmt.Sprintf("%q", c.Format))
 	}
+	return slog.New(Dedupe(h, &DedupeOptions{Keys: DefaultDedupeKeys})), nil
 }

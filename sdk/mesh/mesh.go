@@ -402,6 +402,11 @@ func (m *Mesh) NewServer(name string, opts ...server.Option) server.Server {
 	if m.cfg.Transport == TransportHTTP {
 		base = append(base, server.Address(m.cfg.ServerAddress))
 	}
+	if _, ok := m.tr.(*natstransport.Transport); ok {
+		// Its callers may send a request again after a NATS failure:
+		// it is answered once (natstransport.ReplayMetadata).
+		base = append(base, server.Metadata(map[string]string{natstransport.ReplayMetadata: "1"}))
+	}
 	return server.NewServer(append(base, opts...)...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -288,13 +289,46 @@ func (c *Client) call(ctx context.Context, node *registry.Node, req client.Reque
 		defer t.Stop()
 		expired = t.C
 	}
-	var in incoming
-	select {
-	case in = <-w.ch:
-	case <-ctx.Done():
-		return merrors.Timeout("go.micro.client", "%v", ctx.Err())
-	case <-expired:
-		return merrors.Timeout("go.micro.client", "%v", ctx.Err())
+	// A node that answers resent requests once gets the request again
+	// when NATS reconnects while the call waits: the server that died may
+	// have dropped the request or its response.
+	var again <-chan struct{}
+	if node.Metadata[ReplayMetadata] == "1" {
+		again = c.t.reconnected()
+	}
+	var (
+		in        incoming
+		resending bool
+		tick      <-chan time.Time
+	)
+	resend := func() {
+		h := maps.Clone(tm.Header)
+		h[resendHeader] = "1"
+		_ = publish(c.t.nc, node.Address, w.reply, &transport.Message{Header: h, Body: tm.Body})
+	}
+wait:
+	for {
+		select {
+		case in = <-w.ch:
+			if resending && errors.Is(in.err, nats.ErrNoResponders) {
+				continue // the server has not subscribed again yet
+			}
+			break wait
+		case <-again:
+			resending, again = true, c.t.reconnected()
+			resend()
+			if tick == nil {
+				t := time.NewTicker(resendEvery)
+				defer t.Stop()
+				tick = t.C
+			}
+		case <-tick:
+			resend()
+		case <-ctx.Done():
+			return merrors.Timeout("go.micro.client", "%v", ctx.Err())
+		case <-expired:
+			return merrors.Timeout("go.micro.client", "%v", ctx.Err())
+		}
 	}
 	if in.err != nil {
 		return merrors.InternalServerError("go.micro.client.transport", "%s", in.err.Error())
@@ -365,7 +399,7 @@ func (cs *calls) start(t *Transport) (*waiter, error) {
 		return nil, nats.ErrConnectionClosed
 	}
 	token := "c" + strconv.FormatUint(t.seq.Add(1), 36)
-	w := &waiter{token: token, reply: t.prefix + token, ch: make(chan incoming, 1)}
+	w := &waiter{token: token, reply: t.prefix + token, ch: make(chan incoming, 4)}
 	cs.mu.Lock()
 	cs.m[token] = w
 	cs.mu.Unlock()
@@ -379,17 +413,19 @@ func (cs *calls) end(w *waiter) {
 }
 
 // deliver hands a response to its call; it reports false when token is no
-// call's.
+// call's. A call can get more than one (a "no responders" to a request it
+// sent again, then the response): more than fit are dropped, the call
+// having ended.
 func (cs *calls) deliver(token string, in incoming) bool {
 	cs.mu.Lock()
 	w := cs.m[token]
-	if w != nil {
-		delete(cs.m, token)
-	}
 	cs.mu.Unlock()
 	if w == nil {
 		return false
 	}
-	w.ch <- in // buffered: one response per call
+	select {
+	case w.ch <- in:
+	default:
+	}
 	return true
 }

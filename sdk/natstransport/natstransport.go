@@ -87,6 +87,9 @@ type Transport struct {
 	cmu       sync.RWMutex
 	clients   map[string]*clientSocket
 	calls     *calls // Client's, made on first use
+
+	replays   replays                       // a server's: resent requests
+	reconnect atomic.Pointer[chan struct{}] // closed at the next reconnect
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -103,6 +106,8 @@ func New(nc *nats.Conn, opts ...transport.Option) *Transport {
 	for _, o := range opts {
 		o(&t.opts)
 	}
+	t.reconnect.Store(newSignal())
+	t.watchConnection()
 	return t
 }
 
@@ -425,6 +430,15 @@ func (l *listener) onRequest(nm *nats.Msg) {
 	}
 	if m.Header[streamHeader] == "" {
 		// A request and its response: the socket ends after the response.
+		// A request sent again (the client saw NATS reconnect) is
+		// answered once.
+		serve, again := l.t.replays.begin(nm.Reply, m.Header[resendHeader] != "")
+		if !serve {
+			if again != nil {
+				_ = l.t.nc.Publish(nm.Reply, again)
+			}
+			return
+		}
 		s := l.newSocket(nm.Reply)
 		s.sent = make(chan struct{})
 		s.push(incoming{msg: m})
@@ -516,10 +530,11 @@ func (s *serverSocket) Send(m *transport.Message) error {
 		return io.EOF
 	default:
 	}
-	err := publish(s.l.t.nc, s.reply, "", m)
-	if s.sent != nil {
-		s.sendOnce.Do(func() { close(s.sent) })
+	if s.sent == nil {
+		return publish(s.l.t.nc, s.reply, "", m)
 	}
+	err := s.l.t.respond(s.reply, m)
+	s.sendOnce.Do(func() { close(s.sent) })
 	return err
 }
 
@@ -532,6 +547,13 @@ func (s *serverSocket) Close() error {
 				delete(s.l.streams, s.reply)
 			}
 			s.l.mu.Unlock()
+		}
+		if s.sent != nil {
+			select {
+			case <-s.sent:
+			default:
+				s.l.t.replays.done(s.reply, nil) // ended unanswered
+			}
 		}
 		close(s.closed)
 	})
