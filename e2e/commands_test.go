@@ -196,7 +196,7 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"1 node:",
 		"• go.micro.bot.echo-ID",
 		"  address: ADDRESS",
-		"  metadata: broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats",
+		"  metadata: botmesh-replay=1, broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats",
 		"2 endpoints:",
 		"• Command.Exec",
 		"  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string}",

@@ -83,7 +83,7 @@ func TestRegistryCommandsNATS(t *testing.T) {
 	var want strings.Builder
 	want.WriteString("greeter\nversion 1.0.0\n2 nodes:")
 	for _, n := range nodes {
-		fmt.Fprintf(&want, "\n• %s\n  address: %s\n  metadata: broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats", n.id, n.addr)
+		fmt.Fprintf(&want, "\n• %s\n  address: %s\n  metadata: botmesh-replay=1, broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats", n.id, n.addr)
 	}
 	want.WriteString("\n1 endpoint:\n• Greeter.Hello\n  request: HelloRequest {name string}\n  response: HelloResponse {message string}")
 	wantResult(t, h, "get service greeter", want.String())
