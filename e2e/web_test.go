@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,9 +91,9 @@ func webAllInOne(t *testing.T, in *web.Input) (stop func()) {
 }
 
 // webBrowser starts a headless Chromium and returns the context of its
-// first tab. A missing browser fails the test: a skip would pass for a
-// test that did not run.
-func webBrowser(t *testing.T) context.Context {
+// first tab, with the given extra options. A missing browser fails the
+// test: a skip would pass for a test that did not run.
+func webBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	if _, err := os.Stat(webChromium); err != nil {
 		t.Fatalf("this test drives a real browser and needs Debian's chromium at %s (apt-get install chromium; .ci/run installs it): %v", webChromium, err)
@@ -111,6 +115,7 @@ func webBrowser(t *testing.T) context.Context {
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1000, 760),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithErrorf(func(format string, args ...any) {
 		// chromedp v0.16 does not know the DOM events of newer browsers
@@ -563,5 +568,190 @@ func BenchmarkWebRoundTrip(b *testing.B) {
 			b.Fatalf("reply %+v", f)
 		}
 		f.Type = ""
+	}
+}
+
+// Issue 11: a burst of replies (the backlog after a NATS restart) is shown
+// whole, in order; a tab that was away while more replies came than the
+// server keeps shows how many it missed, and the rest. The test plays the
+// gateway (Recv, Send), so that it can send hundreds of replies at once.
+func TestWebChatBacklog(t *testing.T) {
+	in := webInput(t, "--web_address", "127.0.0.1:0")
+	if err := in.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	ctx := webBrowser(t)
+	url := webURL(t, in)
+	webOpen(t, ctx, url)
+
+	webSay(t, ctx, "status")
+	rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ev, err := in.Recv(rctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The backlog answers messages the page sent before (ids b0…, c0…):
+	// the page shows each as a reply of its own.
+	prefix := ev.Id[:strings.LastIndex(ev.Id, ":")+1]
+	burst := func(batch string, n int) {
+		t.Helper()
+		for i := range n {
+			if err := in.Send(rctx, &chatopsv1.Event{
+				Id: fmt.Sprint(batch, "r", i), Type: chatopsv1.EventType_EVENT_TYPE_REPLY,
+				To: ev.To, Meta: ev.Meta, InReplyTo: fmt.Sprint(prefix, batch, i), Data: []byte(fmt.Sprint("reply ", batch, i)),
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// shown returns the batch's replies the page shows, in page order.
+	shown := func(batch string) []string {
+		t.Helper()
+		var ids []string
+		webRun(t, ctx, "replies "+batch, chromedp.Evaluate(fmt.Sprintf(
+			`Array.from(document.querySelectorAll('.msg.bot[data-for^=%q]'), (n) => n.dataset.for)`, batch), &ids))
+		return ids
+	}
+	inOrder := func(batch string, ids []string, from int) {
+		t.Helper()
+		for i, id := range ids {
+			if want := fmt.Sprint(batch, from+i); id != want {
+				t.Fatalf("reply %d of batch %s on the page is for %s, want %s", i, batch, id, want)
+			}
+		}
+	}
+
+	const n = 500
+	began := time.Now()
+	burst("b", n)
+	webRun(t, ctx, "the burst shown", webWait(fmt.Sprintf(`document.querySelectorAll('.msg.bot[data-for^="b"]').length >= %d`, n)))
+	t.Logf("%d replies shown %s after the burst began", n, time.Since(began).Round(time.Millisecond))
+	ids := shown("b")
+	if len(ids) != n {
+		t.Fatalf("the page shows %d replies of %d", len(ids), n)
+	}
+	inOrder("b", ids, 0)
+	if s := webText(t, ctx, `document.getElementById('log').innerText`); strings.Contains(s, "dropped") {
+		t.Errorf("the page says replies were dropped:\n%s", s)
+	}
+
+	// Away (another page in the tab) while more replies come than the
+	// server keeps; back, it says how many it missed and shows the rest.
+	webRun(t, ctx, "leave", chromedp.Navigate("about:blank"))
+	const m = 1500
+	burst("c", m)
+	webOpen(t, ctx, url)
+	webRun(t, ctx, "the notice", webWait(`Array.from(document.querySelectorAll('.notice'), (n) => n.innerText).some((s) => s.includes('were dropped while you were away'))`))
+	notice := webText(t, ctx, `Array.from(document.querySelectorAll('.notice'), (n) => n.innerText).find((s) => s.includes('were dropped'))`)
+	var missed int
+	if _, err := fmt.Sscanf(notice, "%d replies were dropped while you were away", &missed); err != nil || missed <= 0 || missed >= m {
+		t.Fatalf("notice %q: want how many replies were dropped", notice)
+	}
+	webRun(t, ctx, "the rest shown", webWait(fmt.Sprintf(`document.querySelectorAll('.msg.bot[data-for^="c"]').length >= %d`, m-missed)))
+	ids = shown("c")
+	if len(ids) != m-missed {
+		t.Fatalf("after the notice of %d missed the page shows %d replies of %d", missed, len(ids), m)
+	}
+	inOrder("c", ids, missed)
+	webScreenshot(t, ctx, "web-chat-backlog.png")
+}
+
+// webSignIn loads the page of a web chat with a token and signs in.
+func webSignIn(t *testing.T, ctx context.Context, url, token string) {
+	t.Helper()
+	webRun(t, ctx, "open "+url, chromedp.Navigate(url), webWait(`document.getElementById('login').open`))
+	webRun(t, ctx, "sign in", chromedp.SendKeys("#token", token+kb.Enter, chromedp.ByQuery),
+		webWait(`document.body.dataset.conn === "connected" && !document.getElementById('login').open`))
+}
+
+// webSender says text in the tab and returns who the gateway (the test,
+// playing it) sees sending it.
+func webSender(t *testing.T, ctx context.Context, in *web.Input, text string) string {
+	t.Helper()
+	webSay(t, ctx, text)
+	rctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ev, err := in.Recv(rctx)
+	if err != nil || string(ev.Data) != text {
+		t.Fatalf("say %q: got %v %v", text, ev, err)
+	}
+	return ev.GetFrom().GetId()
+}
+
+// Issue 12: two people given the same token are two users, each the same
+// user again after a reload; one who puts in their tab a ticket made from
+// the token for the other's id (as the gateway made them before) is not
+// the other, and the page carries on as a new user.
+func TestWebChatSessions(t *testing.T) {
+	const token = "correct horse battery staple"
+	in := webInput(t, "--web_address", "127.0.0.1:0", "--web_token", token)
+	if err := in.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	url := webURL(t, in)
+	alice := webBrowser(t)
+	bob := webTab(t, alice) // a tab has its own sessionStorage: another person
+	webSignIn(t, alice, url, token)
+	webSignIn(t, bob, url, token)
+	a, b := webSender(t, alice, in, "whoami"), webSender(t, bob, in, "whoami")
+	if a == b || !strings.HasPrefix(a, "web:") || !strings.HasPrefix(b, "web:") {
+		t.Fatalf("two people with one token are %q and %q", a, b)
+	}
+	webOpen(t, alice, url)
+	if again := webSender(t, alice, in, "whoami again"); again != a {
+		t.Errorf("after a reload alice is %s, want %s", again, a)
+	}
+
+	k := hmac.New(sha256.New, []byte(token))
+	k.Write([]byte("botmesh web session key v1"))
+	m := hmac.New(sha256.New, k.Sum(nil))
+	m.Write([]byte(strings.TrimPrefix(a, "web:")))
+	forged := strings.TrimPrefix(a, "web:") + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+	var ok bool
+	webRun(t, bob, "forge a ticket", chromedp.Evaluate(fmt.Sprintf(`(() => {
+	const s = JSON.parse(sessionStorage.getItem('botmesh.web.v1'));
+	s.ticket = %q;
+	sessionStorage.setItem('botmesh.web.v1', JSON.stringify(s));
+	return true;
+})()`, forged), &ok))
+	webOpen(t, bob, url)
+	if who := webSender(t, bob, in, "whoami now"); who == a || who == b {
+		t.Errorf("with a ticket forged for %s the tab is %s, want a new user", a, who)
+	}
+	if u := webText(t, bob, `document.getElementById('user').textContent`); u == "" || strings.Contains(u, strings.TrimPrefix(a, "web:")[:6]) {
+		t.Errorf("the forger's page says %q", u)
+	}
+}
+
+// Issue 12: a web chat that listens beyond loopback answers only to its
+// own names. A page from another site whose name resolves to this machine
+// (DNS rebinding; here a resolver rule) gets 421 and no chat; the same
+// server by its address works. The browser reaches it over loopback only.
+func TestWebChatRebinding(t *testing.T) {
+	const token = "correct horse battery staple"
+	in := webInput(t, "--web_address", "0.0.0.0:0", "--web_token", token)
+	if err := in.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.Close() })
+	webURL(t, in)
+	_, port, err := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(in.URL(), "http://"), "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := webBrowser(t, chromedp.Flag("host-resolver-rules", "MAP rebind.example 127.0.0.1"))
+	webRun(t, ctx, "open the rebinding page", chromedp.Navigate("http://rebind.example:"+port+"/"))
+	if s := webText(t, ctx, `document.body.innerText`); !strings.Contains(s, "unexpected Host header") {
+		t.Errorf("the page by a foreign name shows %q, want the refusal", s)
+	}
+	if n := webCount(t, ctx, "#input"); n != 0 {
+		t.Errorf("the chat was served by a foreign name")
+	}
+	webSignIn(t, ctx, "http://127.0.0.1:"+port+"/", token)
+	if who := webSender(t, ctx, in, "ping"); !strings.HasPrefix(who, "web:") {
+		t.Errorf("by its address: sender %q", who)
 	}
 }

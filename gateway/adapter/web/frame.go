@@ -44,8 +44,12 @@ const (
 	CodeEmpty        = "empty"        // a message with no text
 	CodeNoHello      = "no_hello"     // a message before the hello
 	CodeUnauthorized = "unauthorized" // wrong or missing token
-	CodeLost         = "lost"         // replies were dropped while the tab was away
+	CodeLost         = "lost"         // replies were dropped before the tab got them; Missed says how many
 	CodeStopping     = "stopping"     // the input is shutting down
+	// CodeUnknownSession answers a hello whose session ticket the server
+	// did not issue, or has forgotten (expired, or the server restarted):
+	// no identity is given; the page says hello again without a ticket.
+	CodeUnknownSession = "unknown_session"
 )
 
 // Reply kinds.
@@ -99,6 +103,8 @@ type outFrame struct {
 	// Error.
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Missed is the number of replies a lost error stands for.
+	Missed uint64 `json:"missed,omitempty"`
 }
 
 // frameError is a frame the server refuses, with the code and words the
@@ -223,3 +229,15 @@ func meshDown(text string) bool {
 }
 
 func encode(f outFrame) ([]byte, error) { return json.Marshal(f) }
+
+// lostFrame is the error frame that tells a tab how many replies of its
+// conversation were dropped from the history before it got them; the page
+// shows its message as it is.
+func lostFrame(n uint64) []byte {
+	what := fmt.Sprintf("%d replies were dropped while you were away", n)
+	if n == 1 {
+		what = "1 reply was dropped while you were away"
+	}
+	data, _ := encode(outFrame{Type: TypeError, Code: CodeLost, Message: what, Missed: n})
+	return data
+}

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,9 +33,10 @@ const WebsocketPath = "/ws"
 const CloseUnauthorized = 4401
 
 // Handler returns the HTTP handler of the page and its websocket; Start
-// serves it on --web_address. It refuses requests whose Host is not this
-// machine when listening on loopback (DNS rebinding), and sets a content
-// security policy that lets the page load nothing from elsewhere.
+// serves it on --web_address. It refuses requests whose Host is not one the
+// chat answers to (421 Misdirected Request; see hostSet: DNS rebinding),
+// and sets a content security policy that lets the page load nothing from
+// elsewhere.
 func (in *Input) Handler() http.Handler {
 	page, err := fs.Sub(static, "static")
 	if err != nil {
@@ -45,9 +46,11 @@ func (in *Input) Handler() http.Handler {
 	mux.HandleFunc("GET "+WebsocketPath, in.serveWS)
 	mux.Handle("GET /", http.FileServerFS(page))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !in.hostOK(r.Host) {
-			in.log.Warn("request refused: unexpected Host", "host", truncate(r.Host, 64), "remote", r.RemoteAddr)
-			http.Error(w, "unexpected Host header: this web chat answers on localhost only", http.StatusMisdirectedRequest)
+		if !in.hosts.ok(r.Host) {
+			// The Host header, not the request: no token or ticket is in
+			// a header, but nothing else is needed.
+			in.log.Warn("request refused: Host not allowed (see --web_allowed_hosts)", "host", truncate(r.Host, 64), "remote", r.RemoteAddr, "path", truncate(r.URL.Path, 64))
+			http.Error(w, "unexpected Host header: this web chat does not answer to that name (its operator can add it to --web_allowed_hosts)", http.StatusMisdirectedRequest)
 			return
 		}
 		h := w.Header()
@@ -57,23 +60,6 @@ func (in *Input) Handler() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		mux.ServeHTTP(w, r)
 	})
-}
-
-// hostOK reports whether a request's Host may be served: any when
-// listening beyond loopback (the token guards it), else a loopback name or
-// an origin given in --web_origins.
-func (in *Input) hostOK(hostport string) bool {
-	if !in.loopback {
-		return true
-	}
-	if in.extraOrigins[strings.ToLower(hostport)] {
-		return true
-	}
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	return isLoopback(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 }
 
 // originOK is the websocket's Origin check: the page's own origin (same
@@ -121,8 +107,10 @@ func (in *Input) serveWS(w http.ResponseWriter, r *http.Request) {
 		id:     randomID()[:12],
 		ws:     ws,
 		remote: r.RemoteAddr,
-		out:    make(chan []byte, sendQueue),
+		ctl:    make(chan []byte, ctlQueue),
+		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
+		wdone:  make(chan struct{}),
 		away:   make(chan struct{}),
 	}
 	if !in.track(c) {
@@ -159,6 +147,9 @@ func (in *Input) track(c *conn) bool {
 }
 
 func (in *Input) untrack(c *conn) {
+	if c.sid != "" {
+		in.sess.release(c.sid)
+	}
 	in.mu.Lock()
 	delete(in.live, c)
 	if c.cv != nil {
@@ -171,23 +162,33 @@ func (in *Input) untrack(c *conn) {
 	in.conns.Done()
 }
 
-// conn is one websocket: one tab.
+// conn is one websocket: one tab. Two kinds of frames go to it: its own
+// (welcome, acks, errors), queued in ctl by the reader's goroutine, which
+// waits while ctl is full; and its conversation's replies, which it does
+// not queue: the writer takes them from the conversation's history, after
+// the last one it wrote (sent), so a slow tab slows its writer and loses
+// nothing the history holds.
 type conn struct {
 	in     *Input
 	id     string
 	ws     *websocket.Conn
 	remote string
-	out    chan []byte   // frames for the writer
+	ctl    chan []byte   // this connection's own frames, for the writer
+	wake   chan struct{} // a reply is in the history (one slot: wakes, never waits)
 	done   chan struct{} // closed when the reader ends
+	wdone  chan struct{} // closed when the writer ends
 	away   chan struct{} // closed by Stop: say goodbye and close
 	once   sync.Once
 	// greeted is set once the hello is taken and the writer runs (or is
 	// about to): from then on the writer says goodbye.
 	greeted atomic.Bool
 
-	// Set by the hello.
-	sid, key, name string
-	cv             *conversation // guarded by in.mu
+	// Set by the hello. sid is released by untrack once set.
+	sid, ticket, key, name string
+	cv                     *conversation // guarded by in.mu
+	sent                   uint64        // the last reply of cv written (or skipped); guarded by in.mu
+	joined                 uint64        // cv.seq when this connection joined; guarded by in.mu
+	missed                 uint64        // replies for it dropped from cv before it wrote them; guarded by in.mu
 }
 
 // serve runs the connection: hello, then messages until the browser goes
@@ -204,19 +205,22 @@ func (c *conn) serve() {
 		return // refused, and told why
 	}
 	c.greeted.Store(true)
+	c.attach(hello) // before the writer: the welcome goes first
 	var wg sync.WaitGroup
 	wg.Go(c.write)
 	defer wg.Wait()
 	defer close(c.done)
-	c.attach(hello)
 	log = log.With("user", "web:"+c.sid)
 	log.Debug("tab connected", "conversation", c.key, "remote", c.remote)
 	err = c.read()
 	log.Debug("tab disconnected", "conversation", c.key, "reason", err)
 }
 
-// hello waits for the hello frame. It returns nil, nil when it refused the
-// connection (wrong token) and said so.
+// hello waits for the hello frame, and opens its session: the one its
+// ticket names if the server issued it, a new one if it has none. It
+// returns nil, nil when it refused the connection (wrong token) and said
+// so. A hello with a ticket the server does not know is answered with an
+// unknown_session error, and the connection waits for another hello.
 func (c *conn) hello() (*inFrame, error) {
 	deadline := time.Now().Add(helloTimeout)
 	_ = c.ws.SetReadDeadline(deadline)
@@ -254,24 +258,43 @@ func (c *conn) hello() (*inFrame, error) {
 			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseUnauthorized, what), time.Now().Add(time.Second))
 			return nil, nil
 		}
-		return &f, nil
+		// The token admits; the session says who. A ticket the server did
+		// not issue gets no identity, not even a new one on this hello:
+		// the page says hello again without it (issue 12).
+		if f.Session == "" {
+			c.sid, c.ticket = c.in.sess.issue()
+			return &f, nil
+		}
+		sid, err := c.in.sess.resume(f.Session)
+		if err == nil {
+			c.sid, c.ticket = sid, f.Session
+			return &f, nil
+		}
+		id, _, _ := strings.Cut(f.Session, ".") // the secret is not logged
+		if errors.Is(err, errSessionSecret) {
+			c.in.log.Warn("hello refused: wrong session secret", "remote", c.remote, "session", truncate(id, 24))
+		} else {
+			c.in.log.Info("hello refused: unknown or expired session", "remote", c.remote, "session", truncate(id, 24))
+		}
+		if err := c.writeNow(outFrame{Type: TypeError, Code: CodeUnknownSession, Message: "this session is unknown or expired: say hello again without it for a new one"}); err != nil {
+			return nil, err
+		}
 	}
 }
 
-// attach opens the session of a hello and joins its conversation: the
-// welcome goes out first, then the replies the tab missed.
+// attach opens the session of a hello and joins its conversation: it
+// queues the welcome and sets the connection's place in the conversation's
+// history after the last reply the tab has, so that the writer sends the
+// welcome, then the replies the tab missed (or how many of them the history
+// could not keep), then the new ones.
 func (c *conn) attach(f *inFrame) {
 	in := c.in
-	sid, ok := in.sess.check(f.Session)
-	ticket := f.Session
-	if !ok {
-		sid, ticket = in.sess.issue()
-	}
+	sid, ticket := c.sid, c.ticket
 	conv := f.Conversation
 	if conv == "" {
 		conv = randomID()
 	}
-	c.sid, c.key, c.name = sid, sid+"/"+conv, "web-"+sid[:6]
+	c.key, c.name = sid+"/"+conv, "web-"+sid[:6]
 
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -279,18 +302,15 @@ func (c *conn) attach(f *inFrame) {
 	cv.conns[c] = struct{}{}
 	c.cv = cv
 	welcome, _ := encode(outFrame{Type: TypeWelcome, Session: ticket, User: "web:" + sid, Name: c.name, Conversation: conv, Epoch: cv.epoch, MaxFrame: in.maxFrame})
-	c.enqueue(welcome)
-	seen := f.Seen
-	if f.Epoch != cv.epoch {
-		seen = 0
+	c.ctl <- welcome // the first frame: ctl is empty
+	// A tab that knows another epoch (the server restarted, or forgot the
+	// conversation) has none of this one's replies.
+	c.sent, c.joined = 0, cv.seq
+	if f.Epoch == cv.epoch {
+		c.sent = min(f.Seen, cv.seq)
 	}
-	missed, lost := cv.since(seen)
-	if lost && f.Epoch == cv.epoch {
-		e, _ := encode(outFrame{Type: TypeError, Code: CodeLost, Message: "some replies could not be kept while this tab was away"})
-		c.enqueue(e)
-	}
-	for _, m := range missed {
-		c.enqueue(m)
+	if first := cv.first(); c.sent+1 < first {
+		c.missed, c.sent = first-1-c.sent, first-1
 	}
 }
 
@@ -364,57 +384,109 @@ func (c *conn) deliver(f inFrame) bool {
 	}
 }
 
-// tell queues a frame for this connection only.
+// tell queues a frame for this connection only. It is called from the
+// reader's goroutine only, and waits while the queue is full: a browser
+// that sends faster than it reads is read more slowly in turn.
 func (c *conn) tell(f outFrame) {
 	data, err := encode(f)
 	if err != nil {
 		return
 	}
-	c.in.mu.Lock()
-	defer c.in.mu.Unlock()
-	c.enqueue(data)
-}
-
-// enqueue queues data for the writer without waiting; a browser too slow
-// to keep up is disconnected (its replies are kept for when it comes
-// back). in.mu is held.
-func (c *conn) enqueue(data []byte) bool {
 	select {
-	case c.out <- data:
-		return true
-	default:
-		c.in.log.Warn("tab too slow: disconnected", "conn", c.id, "queued", len(c.out))
-		_ = c.ws.NetConn().Close()
-		return false
+	case c.ctl <- data:
+	case <-c.wdone: // the connection is closing
+	case <-c.away:
 	}
 }
 
-// write sends queued frames and pings until the reader ends or Stop says
-// goodbye.
+// wakeUp tells the writer that the history has a reply for it. in.mu is
+// held.
+func (c *conn) wakeUp() {
+	select {
+	case c.wake <- struct{}{}:
+	default: // awake already
+	}
+}
+
+// write sends the connection's own frames, the conversation's replies and
+// pings until the reader ends or Stop says goodbye. Its own frames go
+// first; replies are taken from the history one at a time, so the writer
+// goes as fast as the browser reads. A browser that takes no frame for
+// writeTimeout is disconnected, and gets the rest when it comes back.
 func (c *conn) write() {
+	defer close(c.wdone)
 	ping := time.NewTicker(pingPeriod)
 	defer ping.Stop()
 	for {
+		// Between two frames: goodbye, the end, a ping.
 		select {
-		case data := <-c.out:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
-				_ = c.ws.NetConn().Close()
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
-				_ = c.ws.NetConn().Close()
-				return
-			}
 		case <-c.away:
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "botmesh web chat stopped"), time.Now().Add(time.Second))
-			_ = c.ws.NetConn().Close()
+			c.goodbye()
 			return
 		case <-c.done:
 			return
+		case <-ping.C:
+			if !c.ping() {
+				return
+			}
+		default:
+		}
+		data := c.pending()
+		if data == nil {
+			select {
+			case <-c.away:
+				c.goodbye()
+				return
+			case <-c.done:
+				return
+			case <-ping.C:
+				if !c.ping() {
+					return
+				}
+			case data = <-c.ctl:
+			case <-c.wake:
+			}
+		}
+		if data == nil {
+			continue
+		}
+		_ = c.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.in.log.Info("tab not reading: disconnected; its replies are kept for when it comes back", "conn", c.id, "timeout", writeTimeout)
+			} else {
+				c.in.log.Debug("write failed", "conn", c.id, "err", err)
+			}
+			_ = c.ws.NetConn().Close()
+			return
 		}
 	}
+}
+
+// pending returns the next frame to write, if any: the connection's own
+// first, else the next reply from the history.
+func (c *conn) pending() []byte {
+	select {
+	case data := <-c.ctl:
+		return data
+	default:
+	}
+	c.in.mu.Lock()
+	defer c.in.mu.Unlock()
+	return c.cv.next(c)
+}
+
+func (c *conn) ping() bool {
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
+		_ = c.ws.NetConn().Close()
+		return false
+	}
+	return true
+}
+
+func (c *conn) goodbye() {
+	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "botmesh web chat stopped"), time.Now().Add(time.Second))
+	_ = c.ws.NetConn().Close()
 }
 
 // writeNow writes a frame from the reader's goroutine, before the writer

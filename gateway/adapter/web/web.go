@@ -6,12 +6,20 @@
 // botmesh.web.v1 (see frame.go). The first frame is a hello carrying the
 // session ticket the server issued before (kept by the page in
 // sessionStorage), the tab's conversation id and, when --web_token is set,
-// the token; the server answers with a welcome. Each message is then
+// the token; the server answers with a welcome, or, for a ticket it did not
+// issue or has forgotten, with an unknown_session error, after which the
+// page says hello again without one and gets a new session (session.go). Each message is then
 // acknowledged when the gateway has it, and answered with reply frames.
 //
-// Replies that find no open connection for their conversation (the tab is
-// reloading or reconnecting) wait in the conversation's outbox, and are
-// sent when the tab comes back.
+// Replies are kept, numbered, in their conversation's history, bounded by
+// historyMax replies and historyBytes bytes. A connection does not hold
+// copies of them: it holds a cursor into that history (the number of the
+// last reply it wrote), and its writer catches up from the history as fast
+// as the browser reads. So a burst of replies, or a tab that is slow or
+// away (reloading, reconnecting), loses nothing while the history holds
+// it; a tab that comes back says which reply it saw last and gets every one
+// after it. Only when more replies came than the history keeps is the tab
+// told, plainly, how many it missed (an error frame with code lost).
 package web
 
 import (
@@ -52,11 +60,23 @@ const (
 	writeTimeout    = 10 * time.Second // one frame to one browser
 	pingPeriod      = 30 * time.Second // websocket pings keep proxies and dead peers honest
 	pongTimeout     = 2*pingPeriod + 10*time.Second
-	sendQueue       = 64               // frames waiting for one slow browser
-	recentMax       = 32               // replies a conversation keeps for a tab that comes back…
-	recentBytes     = 512 << 10        // …and their bytes at most
+	ctlQueue        = 64               // welcome, acks and errors waiting for one browser; the reader waits when full
 	conversationTTL = 10 * time.Minute // how long a conversation with no tab is remembered
 	sweepInterval   = time.Minute
+)
+
+// The history of one conversation: the replies its tabs have not all read,
+// or may ask for again when they come back. It keeps the last historyMax
+// replies and at most historyBytes bytes of them (encoded frames), whichever
+// is less, and always the newest one. A burst of 500 replies of 8,000
+// bytes of plain text each fits whole (issue 11: 115 replies backed up
+// behind a NATS restart and were lost with the old 64-frame queue per
+// connection). Each conversation lives until conversationTTL after its last
+// tab left, so the memory is at most historyBytes (plus 48 bytes a reply)
+// per conversation seen in the last conversationTTL.
+const (
+	historyMax   = 1024
+	historyBytes = 4 << 20
 )
 
 // Input serves the chat page and its websocket.
@@ -67,13 +87,14 @@ type Input struct {
 	tokenFile      string
 	allowAnonymous bool
 	origins        string
+	allowedHosts   string
 	maxFrame       int
 
 	// Set by Init.
 	log          *slog.Logger
-	sess         sessions
+	sess         *sessions
 	extraOrigins map[string]bool // host[:port] of other allowed Origins
-	loopback     bool            // listening on loopback only: check Host
+	hosts        hostSet         // the Host names served
 
 	incoming chan *chatopsv1.Event // messages taken, waiting for Recv
 	stop     chan struct{}
@@ -123,6 +144,7 @@ func (in *Input) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&in.tokenFile, "web_token_file", in.tokenFile, "file holding the web token (first line)")
 	fs.BoolVar(&in.allowAnonymous, "web_allow_anonymous", in.allowAnonymous, "serve the web chat on a non-loopback address without a token (anyone who reaches it can run commands)")
 	fs.StringVar(&in.origins, "web_origins", in.origins, "comma-separated origins allowed besides the page's own, e.g. https://chat.example.com behind a proxy")
+	fs.StringVar(&in.allowedHosts, "web_allowed_hosts", in.allowedHosts, "comma-separated host names the web chat answers to besides localhost, the --web_address host and the --web_origins hosts, e.g. chat.example.com (a request with another Host is refused: DNS rebinding); * for any")
 	fs.IntVar(&in.maxFrame, "web_max_frame", in.maxFrame, "largest websocket frame taken from a browser, in bytes")
 }
 
@@ -154,8 +176,7 @@ func (in *Input) Init(env adapter.Env) error {
 	if err != nil {
 		return fmt.Errorf("web: --web_address %q: %w", in.address, err)
 	}
-	in.loopback = isLoopback(host)
-	if !in.loopback && in.token == "" && !in.allowAnonymous {
+	if !isLoopback(host) && in.token == "" && !in.allowAnonymous {
 		return fmt.Errorf("web: --web_address %s is reachable from other hosts: set --web_token (or BOTMESH_WEB_TOKEN, --web_token_file), or --web_allow_anonymous to let anyone who reaches it run commands", in.address)
 	}
 	in.extraOrigins = map[string]bool{}
@@ -169,7 +190,11 @@ func (in *Input) Init(env adapter.Env) error {
 		}
 		in.extraOrigins[strings.ToLower(u.Host)] = true
 	}
-	in.sess = newSessions(in.token)
+	in.hosts, err = newHostSet(host, in.allowedHosts, in.extraOrigins)
+	if err != nil {
+		return err
+	}
+	in.sess = newSessions()
 	return nil
 }
 
@@ -323,10 +348,10 @@ func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 }
 
 // Send implements adapter.Conn: it keeps the reply in its conversation's
-// recent replies and posts it to the tab that sent the message if that is
-// still connected, else to the conversation's other tabs. A tab that is
-// away (reloading, reconnecting) gets it when it comes back. Send never
-// blocks on a browser.
+// history and wakes the tab that sent the message if that is still
+// connected, else the conversation's other tabs; their writers take it from
+// the history. A tab that is away (reloading, reconnecting) gets it when it
+// comes back. Send never blocks on a browser.
 func (in *Input) Send(_ context.Context, ev *chatopsv1.Event) error {
 	key := ev.GetTo()
 	if key == "" {
@@ -339,29 +364,24 @@ func (in *Input) Send(_ context.Context, ev *chatopsv1.Event) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	cv := in.conversation(key)
-	cv.seq++
-	f.Seq = cv.seq
+	f.Seq = cv.seq + 1
 	data, err := encode(f)
 	if err != nil {
 		return fmt.Errorf("web: encode reply: %w", err)
 	}
-	cv.keep(cv.seq, data)
-	var targets []*conn
+	cv.seq = f.Seq
+	only := ""
+	if cv.open(connID) {
+		only = connID
+	}
+	cv.keep(kept{seq: cv.seq, data: data, only: only})
 	for c := range cv.conns {
-		if c.id == connID {
-			targets = []*conn{c}
-			break
-		}
-		targets = append(targets, c)
-	}
-	sent := false
-	for _, c := range targets {
-		if c.enqueue(data) {
-			sent = true
+		if only == "" || c.id == only {
+			c.wakeUp()
 		}
 	}
-	if !sent {
-		in.log.Debug("reply kept until the tab comes back", "conversation", key, "event", ev.GetInReplyTo())
+	if len(cv.conns) == 0 {
+		in.log.Debug("reply kept until the tab comes back", "conversation", key, "event", ev.GetInReplyTo(), "seq", cv.seq)
 	}
 	return nil
 }
@@ -376,20 +396,26 @@ const MetaConn = "web.conn"
 func eventIDPrefix(sid string) string { return "web:" + sid + ":" }
 
 // conversation is one tab's conversation: its open connections (usually
-// one) and its recent replies, numbered, so that a tab that comes back
-// gets those it missed.
+// one) and its history of replies, numbered, from which each connection's
+// writer takes them in order.
 type conversation struct {
-	conns  map[*conn]struct{}
-	epoch  string // changes when the conversation is made anew, resetting seq
-	seq    uint64 // number of the last reply
-	recent []kept // oldest first
-	bytes  int
-	idle   time.Time // when the last connection left
+	conns   map[*conn]struct{}
+	epoch   string    // changes when the conversation is made anew, resetting seq
+	seq     uint64    // number of the last reply
+	history []kept    // oldest first; numbered seq-len(history)+1 … seq
+	bytes   int       // of history's frames
+	idle    time.Time // when the last connection left
 }
 
+// kept is a reply in a conversation's history.
 type kept struct {
 	seq  uint64
-	data []byte
+	data []byte // the encoded reply frame
+	// only is the id of the connection the reply is for, when the message
+	// it answers came from a connection still open then: the
+	// conversation's other connections open then skip it, and those that
+	// join later (a tab coming back) get it. Empty: for every one.
+	only string
 }
 
 // conversation returns the conversation of key, making it if needed.
@@ -412,27 +438,75 @@ func (in *Input) conversation(key string) *conversation {
 	return cv
 }
 
-// keep adds a reply to the recent ones, dropping the oldest beyond
-// recentMax replies or recentBytes bytes.
-func (cv *conversation) keep(seq uint64, data []byte) {
-	cv.recent = append(cv.recent, kept{seq: seq, data: data})
-	cv.bytes += len(data)
-	for len(cv.recent) > 1 && (len(cv.recent) > recentMax || cv.bytes > recentBytes) {
-		cv.bytes -= len(cv.recent[0].data)
-		cv.recent = cv.recent[1:]
+// keep adds a reply to the history, dropping the oldest beyond historyMax
+// replies or historyBytes bytes; the newest is always kept. An open
+// connection that had not written a dropped reply moves past it, and
+// counts it as missed if it was for it. in.mu is held.
+func (cv *conversation) keep(k kept) {
+	cv.history = append(cv.history, k)
+	cv.bytes += len(k.data)
+	for len(cv.history) > 1 && (len(cv.history) > historyMax || cv.bytes > historyBytes) {
+		old := cv.history[0]
+		for c := range cv.conns {
+			if c.sent < old.seq {
+				c.sent = old.seq
+				if c.wants(old) {
+					c.missed++
+				}
+			}
+		}
+		cv.bytes -= len(old.data)
+		cv.history[0] = kept{} // let the frame go now, not when append moves the slice
+		cv.history = cv.history[1:]
 	}
 }
 
-// since returns the replies after seq, and whether some between were
-// dropped already.
-func (cv *conversation) since(seq uint64) (out [][]byte, lost bool) {
-	if len(cv.recent) > 0 && cv.recent[0].seq > seq+1 {
-		lost = true
-	}
-	for _, k := range cv.recent {
-		if k.seq > seq {
-			out = append(out, k.data)
+// open reports whether the connection of id is in the conversation.
+// in.mu is held.
+func (cv *conversation) open(id string) bool {
+	for c := range cv.conns {
+		if c.id == id {
+			return true
 		}
 	}
-	return out, lost
+	return false
+}
+
+// first returns the number of the oldest reply in the history (seq+1 when
+// it is empty). in.mu is held.
+func (cv *conversation) first() uint64 {
+	return cv.seq - uint64(len(cv.history)) + 1
+}
+
+// next returns what connection c writes next after the reply numbered
+// c.sent, and moves c.sent past it: a lost frame when replies for c were
+// dropped before c wrote them, else the next reply for c; nil when c has
+// them all. in.mu is held.
+func (cv *conversation) next(c *conn) []byte {
+	if c.missed > 0 {
+		n := c.missed
+		c.missed = 0
+		return lostFrame(n)
+	}
+	for c.sent < cv.seq {
+		first := cv.first()
+		if c.sent+1 < first { // not expected: keep moves c.sent past what it drops
+			n := first - 1 - c.sent
+			c.sent = first - 1
+			return lostFrame(n)
+		}
+		k := cv.history[c.sent+1-first]
+		c.sent = k.seq
+		if c.wants(k) {
+			return k.data
+		}
+	}
+	return nil
+}
+
+// wants reports whether connection c is to write reply k: k is for every
+// connection, or for c, or for one that was open before c joined (c is the
+// tab coming back). in.mu is held.
+func (c *conn) wants(k kept) bool {
+	return k.only == "" || k.only == c.id || k.seq <= c.joined
 }

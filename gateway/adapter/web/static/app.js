@@ -249,11 +249,7 @@
       return;
     }
     ws = sock;
-    sock.onopen = () => {
-      const hello = { type: 'hello', session: st.ticket, conversation: st.conversation, epoch: st.epoch, seen: st.seen };
-      if (token()) hello.token = token();
-      sock.send(JSON.stringify(hello));
-    };
+    sock.onopen = () => hello(sock);
     sock.onmessage = (m) => {
       let f;
       try {
@@ -269,6 +265,14 @@
       welcomed = false;
       lost(ev);
     };
+  }
+
+  // hello opens the session: the ticket the server gave this tab before,
+  // if any, so that it is the same user again.
+  function hello(sock) {
+    const f = { type: 'hello', session: st.ticket, conversation: st.conversation, epoch: st.epoch, seen: st.seen };
+    if (token()) f.token = token();
+    sock.send(JSON.stringify(f));
   }
 
   function lost(ev) {
@@ -422,6 +426,14 @@
 
   function refused(f) {
     if (f.code === 'unauthorized') return; // the close that follows asks for the token
+    if (f.code === 'unknown_session') {
+      // The server does not know this tab's session (it restarted, or the
+      // tab was away too long): ask for a new one, as a new user.
+      st.ticket = '';
+      save();
+      if (ws && ws.readyState === WebSocket.OPEN) hello(ws);
+      return;
+    }
     const q = f.in_reply_to && byId.get(f.in_reply_to);
     if (q && q.who === 'me') {
       q.state = 'failed';
