@@ -198,6 +198,8 @@ type Router struct {
 	store   atomic.Pointer[confirmStore]
 	audit   atomic.Pointer[audit.Recorder]
 	js      jetstream.JetStream // with JetStream delivery: the reply stream's
+	claims  *durable.Claims     // with JetStream delivery
+	svcID   string              // this router's id in the NATS service API
 
 	sem      chan struct{}
 	jobs     chan func()   // to idle workers
@@ -311,14 +313,16 @@ func (r *Router) Run(ctx context.Context) error {
 	// the grace), rather than cancelling commands half-way.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m) }); err != nil {
-		return err
-	}
-	// Gateways ping routers to tell a user whose command waits for one.
+	// Gateways ping routers to tell a user whose command waits for one;
+	// routers ping the router that claimed a message.
 	if svc, err := natsmicro.AddService(r.m.NATS(), natsmicro.Config{Name: durable.RouterService, Version: "1.0.0", Description: "botmesh router: answers chat commands"}); err != nil {
 		r.log.Warn("not announced to gateways: they cannot tell whether a router runs", "err", err)
 	} else {
+		r.svcID = svc.Info().ID
 		defer func() { _ = svc.Stop() }()
+	}
+	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m) }); err != nil {
+		return err
 	}
 	close(r.ready)
 	r.log.Info("router ready", "commands", len(r.dir.Commands()), "namespace", r.m.Namespace())
@@ -370,6 +374,11 @@ func (r *Router) useJetStream(ctx context.Context) {
 			r.log.Warn("replies go on core NATS only: a NATS failure can lose one", "err", err)
 		} else {
 			r.js = js
+		}
+		if c, err := durable.EnsureClaims(jctx, js, replicas); err != nil {
+			r.log.Warn("no claims: a message NATS hands out twice may run twice", "err", err)
+		} else {
+			r.claims = c
 		}
 	}
 	rec, err := audit.New(jctx, r.log.With("part", "audit"), js, audit.StreamConfig{MaxAge: r.cfg.AuditMaxAge, Replicas: replicas})
@@ -467,6 +476,9 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 		}
 		r.log.Info("redelivered message", "event", ev.GetId(), "subject", m.Subject)
 	}
+	if m.Durable() && r.claims != nil && r.svcID != "" && r.claimed(ctx, m, to, ev) {
+		return
+	}
 	hctx, cancel := context.WithTimeout(ctx, max(r.cfg.Timeout, r.cfg.CommandTimeouts.longest()))
 	defer cancel()
 	stop := r.whileWorking(hctx, m, to, ev)
@@ -486,6 +498,43 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 // posing as another platform).
 func (r *Router) refuseForged(ev *chatopsv1.Event, subject string) {
 	r.recordAudit(ev, outcome{status: audit.StatusRejected, err: "forged: platform " + strconv.Quote(ev.GetPlatform()) + " on " + subject}, r.now())
+}
+
+// claimTimeout bounds the wait for a claim (through a NATS restart or an
+// election); past it the message runs unclaimed.
+const claimTimeout = 10 * time.Second
+
+// claimed claims the message for this router before its command runs, and
+// reports whether it is handled already: answered before, or being
+// answered by another live router (it comes back later, to be
+// acknowledged once answered). A message claimed by a router that is gone
+// is claimed anew and runs again, as a router's death mid-command always
+// made it.
+func (r *Router) claimed(ctx context.Context, m *inbound.Message, to string, ev *chatopsv1.Event) bool {
+	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	owner, err := r.claims.Claim(cctx, to, r.svcID)
+	switch {
+	case err != nil:
+		r.log.Warn("could not claim a message; running it", "event", ev.GetId(), "err", err)
+		return false
+	case owner == "":
+		return false
+	}
+	if r.answered(ctx, to) {
+		r.log.Info("message answered already; not run again", "event", ev.GetId(), "subject", m.Subject)
+		m.Done(nil)
+		return true
+	}
+	if owner != r.svcID && !durable.RouterAlive(r.m.NATS(), owner, time.Second) {
+		if ok, err := r.claims.Take(cctx, to, owner, r.svcID); err == nil && ok {
+			r.log.Info("the router that took a message is gone; running it", "event", ev.GetId(), "gone", owner)
+			return false
+		}
+	}
+	r.log.Info("message handed out again while a router runs it; checking again later", "event", ev.GetId(), "router", owner)
+	m.Done(inbound.Later{Delay: r.cfg.JetStream.AckWait})
+	return true
 }
 
 // answered reports whether the reply stream holds the reply to a message

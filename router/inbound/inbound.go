@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/nats-io/nats.go"
@@ -66,6 +67,12 @@ func (m *Message) Done(err error) {
 		}
 	})
 }
+
+// Later is the error for Message.Done that hands a message back to come
+// again after Delay (another router is answering it).
+type Later struct{ Delay time.Duration }
+
+func (l Later) Error() string { return "inbound: later" }
 
 // Handler receives messages. It must not block for long: the router hands
 // each message to its own goroutine.

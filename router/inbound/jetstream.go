@@ -117,11 +117,15 @@ func (j *JetStream) Start(ctx context.Context, h Handler) error {
 			redelivered = md.NumDelivered > 1
 		}
 		m := NewMessage(msg.Data(), msg.Subject(), "", func(err error) {
-			if err == nil {
+			var later Later
+			switch {
+			case err == nil:
 				_ = msg.Ack()
-				return
+			case errors.As(err, &later):
+				_ = msg.NakWithDelay(later.Delay)
+			default:
+				_ = msg.NakWithDelay(time.Second)
 			}
-			_ = msg.NakWithDelay(time.Second)
 		})
 		m.Redelivered = redelivered
 		m.touch = func() { _ = msg.InProgress() }
