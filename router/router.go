@@ -201,6 +201,9 @@ type Router struct {
 	claims  *durable.Claims     // with JetStream delivery
 	svcID   string              // this router's id in the NATS service API
 
+	silentMu sync.Mutex
+	silent   map[string]time.Time // router id → first unanswered ping
+
 	sem      chan struct{}
 	jobs     chan func()   // to idle workers
 	done     chan struct{} // closed when Run returns: workers exit
@@ -243,6 +246,7 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 		jobs:    make(chan func()),
 		done:    make(chan struct{}),
 		ready:   make(chan struct{}),
+		silent:  map[string]time.Time{},
 	}
 	r.store.Store(&confirmStore{confirm.NewMemory(cfg.ConfirmWindow)})
 	rec, _ := audit.New(context.Background(), r.log.With("part", "audit"), nil, audit.StreamConfig{})
@@ -526,15 +530,41 @@ func (r *Router) claimed(ctx context.Context, m *inbound.Message, to string, ev 
 		m.Done(nil)
 		return true
 	}
-	if owner != r.svcID && !durable.RouterAlive(r.m.NATS(), owner, time.Second) {
+	if owner != r.svcID && r.gone(owner) {
 		if ok, err := r.claims.Take(cctx, to, owner, r.svcID); err == nil && ok {
 			r.log.Info("the router that took a message is gone; running it", "event", ev.GetId(), "gone", owner)
 			return false
 		}
 	}
 	r.log.Info("message handed out again while a router runs it; checking again later", "event", ev.GetId(), "router", owner)
-	m.Done(inbound.Later{Delay: r.cfg.JetStream.AckWait})
+	m.Done(inbound.Later{Delay: claimRecheck})
 	return true
+}
+
+// A router that does not answer pings for ownerGoneAfter is gone; until
+// then (a router reconnecting after a NATS restart does not answer for a
+// moment) a message it claimed is checked again every claimRecheck.
+const (
+	ownerGoneAfter = 8 * time.Second
+	claimRecheck   = 4 * time.Second
+)
+
+// gone reports whether the router with NATS service id owner has not
+// answered pings for ownerGoneAfter.
+func (r *Router) gone(owner string) bool {
+	alive := durable.RouterAlive(r.m.NATS(), owner, time.Second)
+	r.silentMu.Lock()
+	defer r.silentMu.Unlock()
+	if alive {
+		delete(r.silent, owner)
+		return false
+	}
+	since, ok := r.silent[owner]
+	if !ok {
+		r.silent[owner] = time.Now()
+		return false
+	}
+	return time.Since(since) >= ownerGoneAfter
 }
 
 // answered reports whether the reply stream holds the reply to a message

@@ -37,7 +37,7 @@ func DefaultJetStreamConfig() JetStreamConfig {
 		Stream:        durable.DefaultStreamConfig(),
 		AckWait:       10 * time.Second,
 		MaxAckPending: 4096,
-		MaxDeliver:    5,
+		MaxDeliver:    10,
 		Batch:         256,
 	}
 }
