@@ -365,27 +365,42 @@ func (r *Router) useJetStream(ctx context.Context) {
 		r.log.Warn("no JetStream: confirmations stay in this router, audit records in its log", "err", err)
 		return
 	}
-	jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	jctx, cancel := context.WithTimeout(ctx, durable.SetupTimeout)
 	defer cancel()
 	replicas := r.cfg.JetStream.Stream.Replicas
-	if st, err := confirm.NewKV(jctx, js, r.cfg.ConfirmWindow, replicas); err != nil {
+	var st confirm.Store
+	if err := durable.Setup(jctx, func(ctx context.Context) (err error) {
+		st, err = confirm.NewKV(ctx, js, r.cfg.ConfirmWindow, replicas)
+		return err
+	}); err != nil {
 		r.log.Warn("confirmations stay in this router", "err", err)
 	} else {
 		r.store.Store(&confirmStore{st})
 	}
 	if r.cfg.Delivery == durable.JetStream {
-		if _, err := durable.EnsureReplyStream(jctx, js, replicas); err != nil {
+		if err := durable.Setup(jctx, func(ctx context.Context) error {
+			_, err := durable.EnsureReplyStream(ctx, js, replicas)
+			return err
+		}); err != nil {
 			r.log.Warn("replies go on core NATS only: a NATS failure can lose one", "err", err)
 		} else {
 			r.js = js
 		}
-		if c, err := durable.EnsureClaims(jctx, js, replicas); err != nil {
+		var c *durable.Claims
+		if err := durable.Setup(jctx, func(ctx context.Context) (err error) {
+			c, err = durable.EnsureClaims(ctx, js, replicas)
+			return err
+		}); err != nil {
 			r.log.Warn("no claims: a message NATS hands out twice may run twice", "err", err)
 		} else {
 			r.claims = c
 		}
 	}
-	rec, err := audit.New(jctx, r.log.With("part", "audit"), js, audit.StreamConfig{MaxAge: r.cfg.AuditMaxAge, Replicas: replicas})
+	var rec *audit.Recorder
+	err = durable.Setup(jctx, func(ctx context.Context) (err error) {
+		rec, err = audit.New(ctx, r.log.With("part", "audit"), js, audit.StreamConfig{MaxAge: r.cfg.AuditMaxAge, Replicas: replicas})
+		return err
+	})
 	if err != nil {
 		r.log.Warn("audit records go to the log only", "err", err)
 	}

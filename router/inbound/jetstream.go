@@ -93,22 +93,28 @@ func (j *JetStream) Start(ctx context.Context, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("inbound: jetstream: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, durable.SetupTimeout)
 	defer cancel()
-	stream, err := durable.EnsureStream(sctx, js, j.cfg.Stream)
-	if err != nil {
+	var stream jetstream.Stream
+	if err := durable.Setup(sctx, func(ctx context.Context) (err error) {
+		stream, err = durable.EnsureStream(ctx, js, j.cfg.Stream)
+		return err
+	}); err != nil {
 		return err
 	}
-	cons, err := stream.CreateOrUpdateConsumer(sctx, jetstream.ConsumerConfig{
-		Durable:       durable.Consumer,
-		Description:   "botmesh routers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       j.cfg.AckWait,
-		MaxDeliver:    j.cfg.MaxDeliver,
-		MaxAckPending: j.cfg.MaxAckPending,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
+	var cons jetstream.Consumer
+	if err := durable.Setup(sctx, func(ctx context.Context) (err error) {
+		cons, err = stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:       durable.Consumer,
+			Description:   "botmesh routers",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       j.cfg.AckWait,
+			MaxDeliver:    j.cfg.MaxDeliver,
+			MaxAckPending: j.cfg.MaxAckPending,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		return err
+	}); err != nil {
 		return fmt.Errorf("inbound: consumer %s: %w", durable.Consumer, err)
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {

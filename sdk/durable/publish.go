@@ -109,3 +109,42 @@ func classify(err error) (retry, maybeStored bool) {
 		return true, true
 	}
 }
+
+// SetupTimeout bounds how long a part tries to set up its streams, buckets
+// and consumers at start: on a NATS cluster that has just formed, creating
+// a replicated stream waits for the meta leader and can take 10 s or more.
+const SetupTimeout = time.Minute
+
+// Setup calls f (one attempt, given PublishAttempt×5 to finish) until it
+// succeeds, fails for good, or ctx ends: a timeout or a cluster that is
+// not available yet is tried again.
+func Setup(ctx context.Context, f func(context.Context) error) error {
+	wait := backoffFirst
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*PublishAttempt)
+		err := f(actx)
+		cancel()
+		if err == nil || !transientSetup(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, backoffMost)
+	}
+}
+
+// transientSetup reports whether a failed set-up step may succeed if tried
+// again.
+func transientSetup(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.ErrorCode == 10008 // JetStream temporarily unavailable
+	}
+	return false
+}
