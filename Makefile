@@ -102,11 +102,13 @@ COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 images: ## build the container images (FROM scratch, nothing pulled)
 	deploy/images.sh $(or $(TAG),dev)
 
-.env: ## secrets for the compose environment, made once
+.env: ## secrets for the compose environment, made once: one NATS password per role, the web token
 	@umask 077; { \
-	  echo "BOTMESH_NATS_PASSWORD=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"; \
+	  for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL BOTCTL SERVICE ROUTE; do \
+	    echo "BOTMESH_NATS_PASSWORD_$$role=$$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"; \
+	  done; \
 	  echo "BOTMESH_WEB_TOKEN=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"; \
-	} > .env; echo "wrote .env (the web chat token is BOTMESH_WEB_TOKEN in it)"
+	} > .env; echo "wrote .env (the web chat token is BOTMESH_WEB_TOKEN in it; botctl's NATS password is BOTMESH_NATS_PASSWORD_BOTCTL)"
 
 .PHONY: up
 up: images .env ## build the images and start the whole environment

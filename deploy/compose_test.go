@@ -106,10 +106,14 @@ func up(t *testing.T, files ...string) *env {
 	}
 	e.vars = []string{
 		"BOTMESH_TAG=" + tag,
-		"BOTMESH_NATS_PASSWORD=" + randHex(12),
 		"BOTMESH_WEB_TOKEN=" + e.token,
 		fmt.Sprintf("BOTMESH_NATS_PORT=%d", natsPort),
 		fmt.Sprintf("BOTMESH_WEB_PORTS=%d-%d", webPorts, webPorts+3),
+		routePassword + "=" + randHex(12),
+	}
+	// One NATS password per role, as make .env writes them.
+	for _, r := range natsRoles {
+		e.vars = append(e.vars, r.password+"="+randHex(12))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -184,8 +188,8 @@ func (e *env) waitHealthy(within time.Duration) {
 // every reply was a success.
 func (e *env) botctl(msgs ...string) (string, bool) {
 	e.t.Helper()
-	password := e.natsPassword()
-	cmd := exec.Command(filepath.Join(toolsDir, "botctl"), append([]string{"--nats_url", e.natsURL, "--nats_user", "botmesh", "--reply_timeout", "30s"}, msgs...)...)
+	password := e.natsPassword("BOTMESH_NATS_PASSWORD_BOTCTL")
+	cmd := exec.Command(filepath.Join(toolsDir, "botctl"), append([]string{"--nats_url", e.natsURL, "--nats_user", "botctl", "--reply_timeout", "30s"}, msgs...)...)
 	cmd.Env = append(os.Environ(), "BOTMESH_NATS_PASSWORD="+password)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -323,7 +327,7 @@ func TestCompose(t *testing.T) {
 		}
 		for _, v := range e.vars {
 			name, secret, _ := strings.Cut(v, "=")
-			if (name == "BOTMESH_NATS_PASSWORD" || name == "BOTMESH_WEB_TOKEN") && strings.Contains(logs, secret) {
+			if (strings.HasPrefix(name, "BOTMESH_NATS_PASSWORD_") || name == "BOTMESH_WEB_TOKEN") && strings.Contains(logs, secret) {
 				t.Errorf("%s appears in the logs", name)
 			}
 		}
@@ -369,10 +373,11 @@ func TestComposeCluster(t *testing.T) {
 	after.check(t, 100)
 }
 
-// natsPassword returns the NATS password the environment was started with.
-func (e *env) natsPassword() string {
+// natsPassword returns the NATS password in the variable name the
+// environment was started with.
+func (e *env) natsPassword(name string) string {
 	for _, v := range e.vars {
-		if p, ok := strings.CutPrefix(v, "BOTMESH_NATS_PASSWORD="); ok {
+		if p, ok := strings.CutPrefix(v, name+"="); ok {
 			return p
 		}
 	}
@@ -383,7 +388,7 @@ func (e *env) natsPassword() string {
 // node that leads the routers' message stream.
 func (e *env) streamLeader() string {
 	e.t.Helper()
-	nc, err := nats.Connect(e.natsURL, nats.UserInfo("botmesh", e.natsPassword()))
+	nc, err := nats.Connect(e.natsURL, nats.UserInfo("router", e.natsPassword("BOTMESH_NATS_PASSWORD_ROUTER")))
 	if err != nil {
 		e.t.Fatalf("connect to NATS: %v", err)
 	}

@@ -49,6 +49,9 @@ for name in "${!bins[@]}"; do
   if [ "$name" = nats-server ]; then
     cp deploy/nats/*.conf "$ctx/config/"
   fi
+  if [ "$name" = router ]; then
+    cp deploy/policy.yaml "$ctx/config/"
+  fi
   DOCKER_BUILDKIT=0 docker build -q -f deploy/Dockerfile -t "botmesh/$name:$tag" "$ctx" >/dev/null
   echo "botmesh/$name:$tag"
 done

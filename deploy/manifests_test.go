@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +19,38 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var secrets = map[string]string{"BOTMESH_NATS_PASSWORD": "p", "BOTMESH_WEB_TOKEN": "t"}
+// secrets are the variables .env sets, each with a value of its own.
+var secrets = func() map[string]string {
+	m := map[string]string{"BOTMESH_WEB_TOKEN": "t", routePassword: "p-route"}
+	for _, r := range natsRoles {
+		m[r.password] = "p-" + r.user
+	}
+	return m
+}()
+
+// natsUsers says which NATS user each part of compose and Kubernetes is.
+var natsUsers = map[string]string{
+	"router":        "router",
+	"gateway-web":   "gateway-web",
+	"gateway-slack": "gateway-slack",
+	"echo":          "service",
+	"registry-cmd":  "service",
+	"query":         "service",
+	"greeter":       "service",
+	"uptime":        "service",
+}
+
+// roleOf returns the role of NATS user.
+func roleOf(t *testing.T, user string) natsRole {
+	t.Helper()
+	for _, r := range natsRoles {
+		if r.user == user {
+			return r
+		}
+	}
+	t.Fatalf("no NATS role %q", user)
+	return natsRole{}
+}
 
 func loadCompose(t *testing.T, env map[string]string, files ...string) (*types.Project, error) {
 	t.Helper()
@@ -65,10 +98,20 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("%s: no memory limit", name)
 		}
 		if name == "nats" {
+			for _, r := range natsRoles {
+				if v := s.Environment[r.password]; v == nil || *v != secrets[r.password] {
+					t.Errorf("nats: %s is %v, want the one of .env", r.password, v)
+				}
+			}
 			continue
 		}
-		if s.Environment["BOTMESH_NATS_PASSWORD"] == nil || *s.Environment["BOTMESH_NATS_PASSWORD"] != "p" || s.Environment["BOTMESH_NATS_USER"] == nil {
-			t.Errorf("%s: does not authenticate to NATS", name)
+		// Each part is its role's NATS user, with that role's password.
+		role := roleOf(t, natsUsers[name])
+		if u := s.Environment["BOTMESH_NATS_USER"]; u == nil || *u != role.user {
+			t.Errorf("%s: NATS user %v, want %s", name, u, role.user)
+		}
+		if pw := s.Environment["BOTMESH_NATS_PASSWORD"]; pw == nil || *pw != secrets[role.password] {
+			t.Errorf("%s: NATS password %v, want %s's", name, pw, role.password)
 		}
 		if d, ok := s.DependsOn["nats"]; !ok || d.Condition != types.ServiceConditionHealthy {
 			t.Errorf("%s: does not wait for a healthy NATS", name)
@@ -88,13 +131,34 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := p.Services["gateway-slack"]; !ok {
+	if g, ok := p.Services["gateway-slack"]; !ok {
 		t.Error("no gateway-slack with --profile slack")
+	} else if u := g.Environment["BOTMESH_NATS_USER"]; u == nil || *u != "gateway-slack" || *g.Environment["BOTMESH_NATS_PASSWORD"] != secrets["BOTMESH_NATS_PASSWORD_GATEWAY_SLACK"] {
+		t.Errorf("gateway-slack: NATS user %v", u)
+	}
+
+	// A command service added as the README says: the service identity.
+	p, err = loadCompose(t, secrets, "docker-compose.yml", "deploy/testdata/uptime.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := p.Services["uptime"].Environment["BOTMESH_NATS_USER"]; u == nil || *u != "service" || *p.Services["uptime"].Environment["BOTMESH_NATS_PASSWORD"] != secrets["BOTMESH_NATS_PASSWORD_SERVICE"] {
+		t.Errorf("uptime: NATS user %v", u)
 	}
 
 	// Without the secrets it refuses to start, saying which is missing.
 	if _, err := loadCompose(t, map[string]string{}, "docker-compose.yml"); err == nil || !strings.Contains(err.Error(), "BOTMESH_NATS_PASSWORD") {
 		t.Errorf("without secrets: %v", err)
+	}
+	for _, r := range natsRoles {
+		env := maps.Clone(secrets)
+		delete(env, r.password)
+		if r.user == "gateway-slack" {
+			continue // only with its profile
+		}
+		if _, err := loadCompose(t, env, "docker-compose.yml"); err == nil || !strings.Contains(err.Error(), r.password) {
+			t.Errorf("without %s: %v", r.password, err)
+		}
 	}
 }
 
@@ -120,6 +184,39 @@ func TestComposeClusterFile(t *testing.T) {
 	}
 	if r := p.Services["router"].Environment["BOTMESH_STREAM_REPLICAS"]; r == nil || *r != "3" {
 		t.Error("the routers' stream is not replicated 3 times")
+	}
+	// The nodes: every identity, and routes that carry the routes'
+	// credentials to each node.
+	for _, n := range []string{"nats", "nats-2", "nats-3"} {
+		env := p.Services[n].Environment
+		for _, r := range natsRoles {
+			if v := env[r.password]; v == nil || *v != secrets[r.password] {
+				t.Errorf("%s: %s is %v", n, r.password, v)
+			}
+		}
+		if v := env[routePassword]; v == nil || *v != "p-route" {
+			t.Errorf("%s: %s is %v", n, routePassword, v)
+		}
+		if v := env["NATS_SERVER_NAME"]; v == nil || *v != n {
+			t.Errorf("%s: NATS_SERVER_NAME %v", n, v)
+		}
+		for i, peer := range []string{"nats", "nats-2", "nats-3"} {
+			want := "nats-route://route:p-route@" + peer + ":6222"
+			if v := env[fmt.Sprintf("BOTMESH_NATS_ROUTE_%d", i+1)]; v == nil || *v != want {
+				t.Errorf("%s: BOTMESH_NATS_ROUTE_%d is %v, want %s", n, i+1, v, want)
+			}
+		}
+	}
+	// Each part keeps its identity under the cluster's URL.
+	for name, s := range p.Services {
+		if u, ok := natsUsers[name]; ok && (s.Environment["BOTMESH_NATS_USER"] == nil || *s.Environment["BOTMESH_NATS_USER"] != u) {
+			t.Errorf("%s: NATS user %v in the cluster", name, s.Environment["BOTMESH_NATS_USER"])
+		}
+	}
+	env := maps.Clone(secrets)
+	delete(env, routePassword)
+	if _, err := loadCompose(t, env, "docker-compose.yml", "docker-compose.cluster.yml"); err == nil || !strings.Contains(err.Error(), routePassword) {
+		t.Errorf("without %s: %v", routePassword, err)
 	}
 }
 

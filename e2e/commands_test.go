@@ -103,6 +103,13 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	}
 	ok := func(text, r string) { t.Helper(); want(text, reply{text: r}, false) }
 	fails := func(text, r string) { t.Helper(); want(text, reply{text: r}, true) }
+	// Registry changes always ask their author to confirm.
+	confirm := func(text string) {
+		t.Helper()
+		if got := chat(t, in, text); !strings.Contains(got.text, "needs your confirmation") {
+			t.Errorf("%s: %q, want a confirmation asked", text, got.text)
+		}
+	}
 
 	help := chat(t, in, "help").text
 	for _, line := range []string{
@@ -133,16 +140,19 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	fails("get service", "get service: which service? Usage: get service NAME (list services shows the names)")
 
 	// Register, list shows it, deregister, it is gone.
-	ok(`register service {"name":"billing","version":"2.1.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090","metadata":{"zone":"a"}}]}`,
+	confirm(`register service {"name":"billing","version":"2.1.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090","metadata":{"zone":"a"}}]}`)
+	ok("yes",
 		"Registered billing version 2.1.0 with 1 node: billing-1 at 10.0.0.5:9090.\nWith the "+registryName+" registry it stays registered while this registry service runs.")
 	eventually(t, in, "list services", func(r reply) bool {
 		return r.text == "5 services:\nbilling (1 node)\ngo.micro.bot.echo (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
 	})
 	ok("get service billing", "billing\nversion 2.1.0\n1 node:\n• billing-1\n  address: 10.0.0.5:9090\n  metadata: zone=a\nno endpoints listed")
-	ok(`deregister service {"name":"billing","nodes":[{"id":"billing-1"}]}`, "Deregistered billing: 1 node (billing-1). It has no nodes left.")
+	confirm(`deregister service {"name":"billing","nodes":[{"id":"billing-1"}]}`)
+	ok("yes", "Deregistered billing: 1 node (billing-1). It has no nodes left.")
 	eventually(t, in, "list services", func(r reply) bool { return r.text == services })
 	fails("get service billing", `get service: unknown service "billing". Type list services to see them all.`)
-	fails(`register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]`,
+	confirm(`register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]`)
+	fails("yes",
 		"register service: malformed JSON at line 1, column 67: the JSON ends too early: a closing } ] or \" is missing (near `.0.5:9090\"}]`)")
 
 	// query a go-micro service with protobuf handlers, with JSON.
@@ -157,7 +167,8 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	// id, and its id sorts before the live node's random one).
 	ok("health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS")
 	ok("health go.micro.bot.echo", "go.micro.bot.echo: its node is healthy\n• go.micro.bot.echo-ID: ok (LATENCY)\n  address: ADDRESS")
-	ok(fmt.Sprintf(`register service {"name":"greeter","version":"1.0.0","nodes":[{"id":"greeter-00000000-dead","address":%q}]}`, deadAddress),
+	confirm(fmt.Sprintf(`register service {"name":"greeter","version":"1.0.0","nodes":[{"id":"greeter-00000000-dead","address":%q}]}`, deadAddress))
+	ok("yes",
 		"Registered greeter version 1.0.0 with 1 node: greeter-00000000-dead at "+normal(deadAddress)+".\nWith the "+registryName+" registry it stays registered while this registry service runs.")
 	eventually(t, in, "list services", func(r reply) bool { return strings.Contains(r.text, "greeter (2 nodes)") })
 	r := chat(t, in, "health greeter")
@@ -168,7 +179,8 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	if got, want := normal(r.text), "greeter: 1 of 2 nodes are healthy\n• greeter-00000000-dead: unreachable (LATENCY)\n  "+unreachable+"\n  address: ADDRESS\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS"; got != want || r.isErr {
 		t.Errorf("health with a dead node:\n%s\nwant\n%s", r.text, want)
 	}
-	ok(`deregister service {"name":"greeter","nodes":[{"id":"greeter-00000000-dead"}]}`, "Deregistered greeter: 1 node (greeter-00000000-dead). 1 other node is still registered.")
+	confirm(`deregister service {"name":"greeter","nodes":[{"id":"greeter-00000000-dead"}]}`)
+	ok("yes", "Deregistered greeter: 1 node (greeter-00000000-dead). 1 other node is still registered.")
 	ok("health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS")
 	fails("health greter", `health: unknown service "greter". Did you mean "greeter"? Type list services to see them all.`)
 }
@@ -208,7 +220,7 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"  response: ExecResponse {result []uint8, error string}",
 		"• Command.Help",
 		"  request: HelpRequest",
-		"  response: HelpResponse {usage string, description string, commands []CommandSpec}",
+		"  response: HelpResponse {usage string, description string, commands []CommandSpec, secret_args []uint32}",
 		"{",
 		`  "message": "Hello, Ada!"`,
 		"}",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -58,24 +59,25 @@ func TestMDNSLANZeroConf(t *testing.T) {
 	t.Run("a router announces the NATS server it uses", func(t *testing.T) {
 		began := time.Now()
 		url := startNATS(t)
-		start(t, "router-1", "router", noAddress, "--nats_url", url, "--rate_user", "0", "--rate_channel", "0")
+		// The compose policy opens greeter to everyone (query below).
+		start(t, "router-1", "router", noAddress, "--nats_url", url, "--policy", "../deploy/policy.yaml", "--rate_user", "0", "--rate_channel", "0")
 		// Nothing is announced unless asked.
 		time.Sleep(300 * time.Millisecond)
 		if u, err := lan.Find(t.Context(), 500*time.Millisecond, nil); !errors.Is(err, lan.ErrNotFound) {
 			t.Fatalf("found %q, %v before anything was announced", u, err)
 		}
-		announcer := start(t, "router-2", "router", noAddress, "--nats_url", url, "--nats_announce", "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
+		announcer := start(t, "router-2", "router", noAddress, "--nats_url", url, "--policy", "../deploy/policy.yaml", "--nats_announce", "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
 		waitLog(t, announcer, regexp.MustCompile(`msg="announcing NATS on the LAN"`), 10*time.Second)
 		if u, err := lan.Find(t.Context(), 2*time.Second, nil); err != nil || u != url {
 			t.Fatalf("find: %q, %v; want %s", u, err, url)
 		}
 
-		// Everything else starts with no address at all.
+		// Everything else starts with no address at all, asked to look.
 		var procs []*proc
 		for _, name := range []string{"echo", "registry-cmd", "query", "greeter"} {
-			procs = append(procs, start(t, name, name, noAddress, "--log_level", "info"))
+			procs = append(procs, start(t, name, name, noAddress, "--find_nats", "--log_level", "info"))
 		}
-		sh := startPiped(t, "gateway", "gateway", noAddress, "--inputs", "shell", "--log_level", "info", "--reply_timeout", "20s")
+		sh := startPiped(t, "gateway", "gateway", noAddress, "--find_nats", "--inputs", "shell", "--log_level", "info", "--reply_timeout", "20s")
 		for _, p := range append(procs, sh.p) {
 			m := waitLog(t, p, foundOnLAN, 15*time.Second)
 			if m[1] != url {
@@ -116,10 +118,13 @@ func TestMDNSLANZeroConf(t *testing.T) {
 	})
 
 	t.Run("the all-in-one announces its embedded NATS server", func(t *testing.T) {
-		aio := startPiped(t, "botmesh", "botmesh", noAddress, "--nats_announce", "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
+		// Announced, its server speaks TLS; the credentials file carries
+		// the password and the CA that verifies it.
+		creds := filepath.Join(t.TempDir(), "allinone.creds")
+		aio := startPiped(t, "botmesh", "botmesh", noAddress, "--nats_announce", "--creds_file", creds, "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
 		m := waitLog(t, aio.p, regexp.MustCompile(`msg="announcing NATS on the LAN" .*urls=\[(\S+)\]`), 15*time.Second)
 		announced := m[1]
-		g := start(t, "greeter-2", "greeter", noAddress, "--name", "greeter-2", "--log_level", "info")
+		g := start(t, "greeter-2", "greeter", noAddress, "--name", "greeter-2", "--find_nats", "--nats_creds", creds, "--log_level", "info")
 		if f := waitLog(t, g, foundOnLAN, 15*time.Second); f[1] != announced {
 			t.Errorf("greeter-2 found %s, want %s", f[1], announced)
 		} else {

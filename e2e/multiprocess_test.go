@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/botmesh/botmesh/router/policy"
 )
 
 // The mesh as deployed: nats-server, two routers, the echo, registry-cmd
@@ -18,7 +23,12 @@ func TestIntegrationMultiProcess(t *testing.T) {
 	url := startNATS(t)
 	common := []string{"--nats_url", url}
 	// No rate limits: this test sends hundreds of messages as one user.
-	routerArgs := append(common, "--resync", "1s", "--log_level", "debug", "--rate_user", "0", "--rate_channel", "0")
+	// The shell user is an admin (query): the shipped policy has none.
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policyFile, bytes.Replace(policy.DefaultYAML(), []byte("admins: []"), []byte(`admins: ["shell:*"]`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	routerArgs := append(common, "--policy", policyFile, "--resync", "1s", "--log_level", "debug", "--rate_user", "0", "--rate_channel", "0")
 	r1 := start(t, "router-1", "router", nil, routerArgs...)
 	start(t, "router-2", "router", nil, routerArgs...)
 	sh := startShell(t, url, "--reply_timeout", "20s")
@@ -79,7 +89,7 @@ func TestIntegrationMultiProcess(t *testing.T) {
 		{"get service go.micro.bot.query", "go.micro.bot.query\nversion latest\n1 node:\n• go.micro.bot.query-ID\n  address: ADDRESS\n" +
 			"  metadata: botmesh-replay=1, broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats\n2 endpoints:\n" +
 			"• Command.Exec\n  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string}\n  response: ExecResponse {result []uint8, error string}\n" +
-			"• Command.Help\n  request: HelpRequest\n  response: HelpResponse {usage string, description string, commands []CommandSpec}"},
+			"• Command.Help\n  request: HelpRequest\n  response: HelpResponse {usage string, description string, commands []CommandSpec, secret_args []uint32}"},
 		{"get service greetr", `get service: unknown service "greetr". Did you mean "greeter"? Type list services to see them all.`},
 	} {
 		if got := normal(sh.ask(t, tc.in)); got != tc.want {

@@ -1,11 +1,15 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
@@ -17,6 +21,7 @@ import (
 	"github.com/botmesh/botmesh/router/policy"
 	"go-micro.dev/v4/client"
 	"go-micro.dev/v4/registry"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -28,6 +33,13 @@ var (
 // outcome is what the audit record says about a handled message.
 type outcome struct {
 	command, service, node, status, rule, err string
+	// text is the message as recorded, its secret arguments redacted;
+	// "" until the command is known (recordAudit works it out then).
+	text string
+	// name is the command's name as the policy saw it when it is not
+	// command ("query greeter Greeter.Hello"), for the audit record. It
+	// is not a metric label: users choose its words.
+	name string
 }
 
 // Handle answers one event and returns the reply event (a REPLY or an
@@ -82,6 +94,21 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	name := t.name
 	out.command = name
 	out.service = t.cmd.Service
+	shown := msg.Text // the text as it may be shown and recorded
+	if t.cmd.Service != "" {
+		shown = r.redact(ctx, msg, t.cmd, true)
+		out.text = shown
+	}
+	if t.cmd.Service != "" && t.name == QueryCommand {
+		service, method := queryTarget(msg.Words)
+		if r.isCommandService(service) {
+			out.status = audit.StatusDenied
+			out.rule = "query does not call command services"
+			return r.errorReply(ev, r.queryRefusal(service))
+		}
+		name = QueryName(service, method)
+		out.name = name
+	}
 	var run func() *chatopsv1.Event
 	switch {
 	case t.help:
@@ -98,10 +125,10 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		return r.errorReply(ev, fmt.Sprintf("you may not run %q here (policy: %s). Ask an admin if you need it.", name, d.Rule))
 	}
 	if d.Confirm && !confirmed {
-		return r.askConfirmation(ctx, ev, msg, name, out)
+		return r.askConfirmation(ctx, ev, shown, name, out)
 	}
 	// The command's own deadline (the context allows the longest one).
-	ctx, cancel := context.WithTimeout(ctx, r.timeoutOf(name))
+	ctx, cancel := context.WithTimeout(ctx, r.timeoutOf(t.name))
 	defer cancel()
 	rep := run()
 	if out.status == "" {
@@ -145,15 +172,16 @@ func (r *Router) decide(ev *chatopsv1.Event, name string) policy.Decision {
 	return r.policy().Decide(policy.Request{Command: name, Platform: ev.GetPlatform(), User: ev.GetFrom().GetId(), Channel: ev.GetTo()})
 }
 
-// askConfirmation keeps ev until its author says yes.
-func (r *Router) askConfirmation(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, name string, out *outcome) *chatopsv1.Event {
+// askConfirmation keeps ev until its author says yes; text is the message
+// as it may be shown (its secrets redacted).
+func (r *Router) askConfirmation(ctx context.Context, ev *chatopsv1.Event, text, name string, out *outcome) *chatopsv1.Event {
 	out.status = audit.StatusConfirm
 	if err := r.confirms().Put(ctx, confirmKey(ev), ev); err != nil {
 		out.err = err.Error()
 		r.log.Error("keeping a confirmation", "err", err)
 		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation, and confirmations cannot be kept right now: try again later", name))
 	}
-	return r.reply(ev, fmt.Sprintf("%q needs your confirmation: reply yes within %s to run `%s`, or no to cancel.", name, r.confirms().Window(), truncate(msg.Text, 200)))
+	return r.reply(ev, fmt.Sprintf("%q needs your confirmation: reply yes within %s to run `%s`, or no to cancel.", name, r.confirms().Window(), truncate(text, 200)))
 }
 
 // confirmPending runs the command the user is confirming.
@@ -246,8 +274,8 @@ func (r *Router) recordAudit(ev *chatopsv1.Event, out outcome, start time.Time) 
 		Team:      ev.GetFrom().GetTeam(),
 		User:      ev.GetFrom().GetId(),
 		Channel:   ev.GetTo(),
-		Text:      strings.ToValidUTF8(string(ev.GetData()), "\uFFFD"),
-		Command:   out.command,
+		Text:      r.auditText(ev, out),
+		Command:   cmp.Or(out.name, out.command),
 		Service:   out.service,
 		Node:      out.node,
 		Status:    out.status,
@@ -256,4 +284,174 @@ func (r *Router) recordAudit(ev *chatopsv1.Event, out outcome, start time.Time) 
 		Duration:  float64(took.Microseconds()) / 1000,
 		Router:    r.id,
 	})
+}
+
+// QueryCommand is the pattern of the query command (services/query):
+// policies name a query by its target, see QueryName.
+const QueryCommand = "query"
+
+// QueryName is the command name policies see for `query SERVICE METHOD
+// [JSON]`: "query SERVICE METHOD" ("query greeter Greeter.Hello"), or
+// "query" when the service is missing.
+func QueryName(service, method string) string {
+	return strings.TrimSpace(strings.Join([]string{QueryCommand, service, method}, " "))
+}
+
+// queryTarget returns the service and method a query's words name, as the
+// query service reads them (query.ParseCall): SERVICE is the second word,
+// METHOD the third up to where the JSON starts.
+func queryTarget(words []string) (service, method string) {
+	if len(words) > 1 {
+		service = words[1]
+	}
+	if len(words) > 2 {
+		method = words[2]
+		if i := strings.IndexAny(method, "{[`"); i >= 0 {
+			method = method[:i]
+		}
+	}
+	return service, method
+}
+
+// isCommandService reports whether service is in the command namespace:
+// query never calls those (a query of go.micro.bot.registry's Command.Exec
+// would register a service without the confirmation the command asks for).
+func (r *Router) isCommandService(service string) bool {
+	ns := strings.ToLower(r.m.Namespace()) + "."
+	return len(service) > len(ns) && strings.HasPrefix(strings.ToLower(service), ns)
+}
+
+// queryRefusal tells the user to run a command service's commands
+// themselves.
+func (r *Router) queryRefusal(service string) string {
+	var cmds []string
+	for _, c := range r.dir.Commands() {
+		if strings.EqualFold(c.Service, service) && !slices.Contains(cmds, c.Pattern()) {
+			cmds = append(cmds, c.Pattern())
+		}
+	}
+	text := fmt.Sprintf("query does not call command services such as %s: run the command itself", truncate(service, 80))
+	if len(cmds) > 0 {
+		text += " (" + strings.Join(cmds, ", ") + ")"
+	}
+	return text + "; type help for the commands and their usage."
+}
+
+// auditText is the message text of ev's audit record: with the secret
+// arguments of its command redacted, when the command is one of a
+// service's. Before handle knew the command (a forged event, a rate-limited
+// message) the command is matched again, and a command whose secrets this
+// router has not learnt yet has every argument redacted.
+func (r *Router) auditText(ev *chatopsv1.Event, out outcome) string {
+	if out.text != "" {
+		return out.text
+	}
+	raw := strings.ToValidUTF8(string(ev.GetData()), "\uFFFD")
+	msg, err := parse.Parse(ev.GetData(), r.cfg.MaxMessageBytes)
+	if err != nil {
+		return raw
+	}
+	if builtin.HelpPattern.MatchString(msg.Key()) {
+		return raw
+	}
+	if _, ok := builtin.Match(r.builtins, msg.Key()); ok {
+		return raw
+	}
+	cmd, ok := r.dir.Match(msg.Words)
+	if !ok {
+		return raw
+	}
+	return r.redact(context.Background(), msg, cmd, false)
+}
+
+// redact returns msg's text with cmd's secret arguments redacted. ask lets
+// it ask the service (Command.Help) when this router does not know them
+// yet; when they cannot be known, every word after the command's is
+// redacted.
+func (r *Router) redact(ctx context.Context, msg parse.Message, cmd directory.Command, ask bool) string {
+	args, known := r.secretArgs(ctx, cmd, ask)
+	if !known {
+		return audit.Redact(msg.Text, nil, len(cmd.Words))
+	}
+	if len(args) == 0 {
+		return msg.Text
+	}
+	return audit.Redact(msg.Text, args, -1)
+}
+
+// secretCaches holds each router's secretCache, by router id. The cache
+// belongs in the directory, which already has every service's Help answer
+// (directory.Command could carry CommandSpec.secret_args): until it does,
+// routers ask the services themselves, once per service per resync
+// interval.
+var secretCaches sync.Map // router id → *secretCache
+
+// secretCache is what a router knows of its services' secret arguments.
+type secretCache struct {
+	mu      sync.Mutex
+	byName  map[string]secretEntry // by service
+	fetches singleflight.Group
+}
+
+type secretEntry struct {
+	args  map[string][]uint32 // by command pattern; "" for a one-command service
+	known bool                // Help answered
+	at    time.Time
+}
+
+// secretFailTTL is how long a failed Help call is remembered: a service
+// that is down does not cost every message a Help call.
+const secretFailTTL = 2 * time.Second
+
+func (r *Router) secrets() *secretCache {
+	if c, ok := secretCaches.Load(r.id); ok {
+		return c.(*secretCache)
+	}
+	c, loaded := secretCaches.LoadOrStore(r.id, &secretCache{byName: map[string]secretEntry{}})
+	if !loaded {
+		runtime.AddCleanup(r, func(id string) { secretCaches.Delete(id) }, r.id)
+	}
+	return c.(*secretCache)
+}
+
+// secretArgs returns the positions of cmd's secret arguments, and whether
+// they are known: from the cache, or, if ask, from the service's Help.
+func (r *Router) secretArgs(ctx context.Context, cmd directory.Command, ask bool) ([]uint32, bool) {
+	c := r.secrets()
+	now := r.now()
+	c.mu.Lock()
+	e, ok := c.byName[cmd.Service]
+	c.mu.Unlock()
+	fresh := ok && (e.known && now.Sub(e.at) < r.cfg.ResyncInterval || !e.known && now.Sub(e.at) < secretFailTTL)
+	if !fresh && ask {
+		v, _, _ := c.fetches.Do(cmd.Service, func() (any, error) {
+			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			rsp, err := r.help(hctx, cmd.Service)
+			e := secretEntry{known: err == nil, at: r.now()}
+			if err == nil {
+				e.args = map[string][]uint32{}
+				for _, s := range rsp.GetCommands() {
+					e.args[strings.Join(strings.Fields(strings.ToLower(s.GetPattern())), " ")] = s.GetSecretArgs()
+				}
+				if len(rsp.GetCommands()) == 0 {
+					e.args[""] = rsp.GetSecretArgs()
+				}
+			} else {
+				r.log.Debug("secret arguments unknown: the service did not answer Help", "service", cmd.Service, "err", err)
+			}
+			c.mu.Lock()
+			c.byName[cmd.Service] = e
+			c.mu.Unlock()
+			return e, nil
+		})
+		e, ok = v.(secretEntry), true
+	}
+	if !ok || !e.known {
+		return nil, false
+	}
+	if args, ok := e.args[cmd.Pattern()]; ok {
+		return args, true
+	}
+	return e.args[""], true
 }

@@ -330,6 +330,7 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	close(r.ready)
 	r.log.Info("router ready", "commands", len(r.dir.Commands()), "namespace", r.m.Namespace())
+	r.log.Info(r.policy().AdminsLine())
 	<-ctx.Done()
 
 	r.log.Info("router stopping", "grace", r.cfg.ShutdownGrace)

@@ -3,7 +3,13 @@
 // message; the replies are printed in order. It exits 1 if any reply is an
 // error.
 //
-//	botctl --nats_url nats://127.0.0.1:4222 ping "list services"
+// Given no NATS credentials, botctl uses the file the all-in-one (botmesh)
+// writes at start (mesh.DefaultCredsFile), and the server's URL in it
+// unless --nats_url is given: against the all-in-one of the same user it
+// needs no flags.
+//
+//	botctl ping "list services"
+//	botctl --nats_url nats://127.0.0.1:4222 --nats_creds ~/mesh.creds ping
 package main
 
 import (
@@ -12,16 +18,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/botmesh/botmesh/gateway"
 	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/boot"
 	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 )
 
@@ -47,7 +56,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	fs.DurationVar(&cfg.ReplyTimeout, "reply_timeout", cfg.ReplyTimeout, "how long to wait for each reply")
 	fs.StringVar(&cfg.Delivery, "delivery", cfg.Delivery, "jetstream or core; must match the routers'")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: botctl [flags] [MESSAGE...]\n\nSends each MESSAGE (or each line of stdin) to a running botmesh, as a gateway would,\nand prints the replies in order.\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), "Usage: botctl [flags] [MESSAGE...]\n\nSends each MESSAGE (or each line of stdin) to a running botmesh, as a gateway would,\nand prints the replies in order.\n\nGiven no NATS credentials, botctl uses the file botmesh (the all-in-one) writes\nat start"+defaultCredsHint()+", and the NATS URL in it unless\n--nats_url is given.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	// Messages come after the flags: split them off before flag parsing.
@@ -58,10 +67,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 			break
 		}
 	}
-	mcfg, log, err := boot.Parse(fs, boot.Spec{Name: "botctl", Args: flagArgs, LogTo: os.Stderr, NATSOnly: true, LogLevel: "error"})
+	spec := boot.Spec{Name: "botctl", Args: flagArgs, LogTo: os.Stderr, NATSOnly: true, LogLevel: "error"}
+	mcfg, log, err := boot.Parse(fs, spec)
 	if err != nil {
 		return err
 	}
+	creds := useCredsFile(&mcfg, boot.NATSGiven(fs, spec))
 	lines := messages
 	if len(lines) == 0 {
 		b, err := io.ReadAll(stdin)
@@ -74,7 +85,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 			}
 		}
 	}
-	m, err := mesh.Connect(ctx, mcfg, mesh.WithLogger(log))
+	m, err := connect(ctx, mcfg, creds, log)
 	if err != nil {
 		return err
 	}
@@ -92,6 +103,96 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return errReplyError
 	}
 	return nil
+}
+
+// credsWait bounds the wait for the server named in a credentials file: a
+// file left by a botmesh that was killed names a server that is gone.
+const credsWait = 15 * time.Second
+
+// credsUse says where botctl's credentials come from, for its errors.
+type credsUse struct {
+	// file is the credentials file botctl uses or would use: --nats_creds,
+	// else the default; empty when neither is known.
+	file string
+	// urlFromFile is set when the NATS URL came from the file.
+	urlFromFile bool
+}
+
+// useCredsFile completes cfg from a botmesh credentials file: the default
+// one when no credentials were given and it exists, and the URL in it when
+// no address was given.
+func useCredsFile(cfg *mesh.Config, natsGiven bool) credsUse {
+	var cu credsUse
+	switch {
+	case cfg.Auth.Creds != "":
+		cu.file = cfg.Auth.Creds
+	case !cfg.Auth.HasCredentials():
+		def, err := mesh.DefaultCredsFile()
+		if err != nil {
+			return cu
+		}
+		cu.file = def
+		if _, err := os.Stat(def); err != nil {
+			return cu // not running, or another user's: the error says so
+		}
+		cfg.Auth.Creds = def
+	default:
+		return cu // user/password, token or nkey given
+	}
+	if natsGiven || cfg.FindNATS {
+		return cu
+	}
+	if cf, err := mesh.ReadCredsFile(cu.file); err == nil && cf.URL != "" {
+		cfg.NATSURL, cu.urlFromFile = cf.URL, true
+		if cfg.ConnectWait == 0 {
+			cfg.ConnectWait = credsWait
+		}
+	}
+	return cu
+}
+
+// connect connects to the mesh; a server that refuses botctl's credentials
+// ends the wait at once, with a sentence that says what to do.
+func connect(ctx context.Context, cfg mesh.Config, cu credsUse, log *slog.Logger) (*mesh.Mesh, error) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	refused := mesh.WithNATSOptions(nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+		if authError(err) || errors.Is(err, nats.ErrTLS) {
+			cancel(err)
+		}
+	}))
+	m, err := mesh.Connect(cctx, cfg, mesh.WithLogger(log), refused)
+	if err == nil {
+		return m, nil
+	}
+	file := cu.file
+	if file == "" {
+		file = "the file botmesh printed at start"
+	}
+	switch {
+	case authError(err):
+		return nil, fmt.Errorf("NATS refused: authorization violation — botctl needs the credentials in %s; run it as the user that started botmesh or pass --nats_creds FILE", file)
+	case errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission):
+		return nil, fmt.Errorf("cannot read the NATS credentials in %s — run botctl as the user that started botmesh or pass --nats_creds FILE", file)
+	case errors.Is(err, nats.ErrTLS):
+		return nil, fmt.Errorf("NATS at %s: TLS failed (its certificate is not from the CA in %s): pass the credentials file of the botmesh you mean with --nats_creds FILE", cfg.NATSURL, file)
+	case cu.urlFromFile && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return nil, fmt.Errorf("no NATS server answers at %s (from %s) after %s: is botmesh still running?", cfg.NATSURL, file, cfg.ConnectWait)
+	}
+	return nil, err
+}
+
+// authError reports whether err is a NATS server refusing credentials.
+func authError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked)
+}
+
+// defaultCredsHint returns " (PATH)" for the usage text.
+func defaultCredsHint() string {
+	if p, err := mesh.DefaultCredsFile(); err == nil {
+		return " (" + p + ")"
+	}
+	return ""
 }
 
 // needsValue reports whether flag arg (e.g. "--nats_url") takes a value in

@@ -6,10 +6,13 @@ package allinone
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -42,10 +45,24 @@ type Config struct {
 	NATSHost string
 	NATSPort int
 	// Announce announces the embedded NATS server on the LAN with mDNS
-	// (--nats_announce), so that parts started elsewhere without
-	// --nats_url find it. With External, Mesh.Announce does the same for
-	// the external server.
+	// (--nats_announce), so that parts started elsewhere with --find_nats
+	// find it. With External, Mesh.Announce does the same for the external
+	// server.
+	//
+	// The embedded server always requires a password. When it is
+	// announced or listens beyond loopback it also speaks TLS, with a
+	// certificate from a CA made at start that the credentials file
+	// carries: parts on other hosts need a copy of that file
+	// (--nats_creds), and find the server with --find_nats only because
+	// its certificate verifies.
 	Announce bool
+	// CredsFile, if not empty, is where Run writes what another process
+	// needs to use the embedded NATS server: its URL on this host, the
+	// admin user and its password made at start, and with TLS the CA
+	// (mesh.WriteCredsFile: mode 0600, in a directory of mode 0700). Run
+	// removes it at exit if it still holds this run's password. Main sets
+	// it to mesh.DefaultCredsFile() (--creds_file).
+	CredsFile string
 	// NoDemo leaves out the demo service (greeter).
 	NoDemo bool
 	// Router and Gateway configure the two parts.
@@ -75,30 +92,52 @@ const DemoService = greeter.Name
 // Run runs the mesh until ctx ends or every input has ended (the shell at
 // end of input), then stops the parts in order: gateway, router, services,
 // NATS. inputs must be Init'ed. ready, if not nil, is called with the NATS
-// URL once messages are answered.
+// URL once messages are answered. For the embedded server that URL carries
+// the admin user and password (nats://admin:…@127.0.0.1:port), for the
+// caller's own connections: do not log or print it (mesh redacts URLs in
+// its logs).
+//
+// The embedded server has two users, each with a password made at start
+// from crypto/rand: one for the parts in this process (its password never
+// leaves the process) and "admin" for botctl and other processes (written
+// to CredsFile). A client without them is refused.
 func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logger, ready func(natsURL string)) (err error) {
 	if cfg.Gateway.Delivery == "" {
 		cfg.Gateway.Delivery = cfg.Router.Delivery // the gateway must speak the routers' delivery
 	}
 	mcfg := cfg.Mesh
+	readyURL := mcfg.NATSURL
 	var meshOpts []mesh.Option
 	if !cfg.External {
-		ns, stop, err := startNATS(cfg.NATSHost, cfg.NATSPort)
+		serveTLS := cfg.Announce || !isLoopback(cfg.NATSHost)
+		emb, err := startNATS(cfg.NATSHost, cfg.NATSPort, serveTLS)
 		if err != nil {
 			return err
 		}
-		defer stop()
-		mcfg.NATSURL = ns.ClientURL()
+		defer emb.stop()
+		mcfg.NATSURL = emb.url
 		mcfg.FindNATS, mcfg.Announce = false, false
-		log.Info("embedded NATS server", "url", mcfg.NATSURL)
+		mcfg.Auth = mesh.Auth{User: partsUser, Password: emb.partsPassword}
+		readyURL = emb.adminURL()
+		log.Info("embedded NATS server", "url", emb.url, "listen", emb.ns.Addr().String(), "tls", serveTLS)
+		if emb.tls != nil {
+			meshOpts = append(meshOpts, mesh.WithNATSOptions(nats.Secure(emb.tls)))
+		}
+		if cfg.CredsFile != "" {
+			if err := mesh.WriteCredsFile(cfg.CredsFile, emb.creds()); err != nil {
+				return fmt.Errorf("%w (set --creds_file to a writable path)", err)
+			}
+			defer removeIfOurs(cfg.CredsFile, emb.adminPassword, log)
+			log.Info("wrote the NATS credentials for botctl and other parts", "creds_file", cfg.CredsFile)
+		}
 		// The parts reach the server in memory rather than through
 		// loopback TCP: fewer syscalls for every message. Other
 		// processes use the URL.
 		if os.Getenv("XINPROC") != "" {
-			meshOpts = append(meshOpts, mesh.WithNATSOptions(nats.InProcessServer(ns)))
+			meshOpts = append(meshOpts, mesh.WithNATSOptions(nats.InProcessServer(emb.ns)))
 		}
 		if cfg.Announce {
-			a, err := lan.Announce(ns.Addr().String(), log)
+			a, err := lan.Announce(emb.ns.Addr().String(), log)
 			if err != nil {
 				return err
 			}
@@ -107,6 +146,9 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 				log.Warn("the embedded NATS server listens on loopback only: parts on other hosts cannot use it (set --nats_host 0.0.0.0)", "nats_host", cfg.NATSHost)
 			}
 			log.Info("announcing NATS on the LAN", "urls", a.URLs(), "service", lan.Service)
+		}
+		if serveTLS {
+			log.Info("the embedded NATS server is open to other hosts: it requires the admin password and speaks TLS; parts there need a copy of the credentials file (--nats_creds)", "creds_file", cfg.CredsFile)
 		}
 	}
 	if mcfg.ConnectWait == 0 {
@@ -202,40 +244,125 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		}
 	}
 	if ready != nil {
-		ready(mcfg.NATSURL)
+		ready(readyURL)
 	}
 	return g.Run(ctx)
 }
 
-// startNATS starts the embedded NATS server, with JetStream in a temporary
-// directory (gateways keep their de-duplication memory there); stop it with
-// the returned func.
-func startNATS(host string, port int) (*natsserver.Server, func(), error) {
-	dir, err := os.MkdirTemp("", "botmesh-nats-")
+// The users of the embedded NATS server.
+const (
+	partsUser = "botmesh" // the parts in this process
+	adminUser = "admin"   // botctl and other processes: the credentials file
+)
+
+// embedded is the running embedded NATS server.
+type embedded struct {
+	ns *natsserver.Server
+	// url is where this host reaches it: loopback when it listens on
+	// every interface, tls:// when it speaks TLS.
+	url                          string
+	partsPassword, adminPassword string
+	// tls trusts the server's CA (nil without TLS); caPEM is that CA.
+	tls   *tls.Config
+	caPEM []byte
+	stop  func()
+}
+
+// adminURL returns url with the admin user and password in it.
+func (e *embedded) adminURL() string {
+	u, err := url.Parse(e.url)
 	if err != nil {
-		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
+		return e.url
 	}
-	s, err := natsserver.NewServer(&natsserver.Options{
+	u.User = url.UserPassword(adminUser, e.adminPassword)
+	return u.String()
+}
+
+// creds returns the credentials file's content.
+func (e *embedded) creds() mesh.CredsFile {
+	return mesh.CredsFile{URL: e.url, User: adminUser, Password: e.adminPassword, CA: e.caPEM}
+}
+
+// startNATS starts the embedded NATS server, with JetStream in a temporary
+// directory (gateways keep their de-duplication memory there), its two
+// users with fresh passwords, and, if withTLS, TLS with a certificate from
+// a fresh CA; stop it with emb.stop.
+func startNATS(host string, port int, withTLS bool) (*embedded, error) {
+	emb := &embedded{partsPassword: mesh.GeneratePassword(), adminPassword: mesh.GeneratePassword()}
+	opts := &natsserver.Options{
 		Host:      host,
 		Port:      port,
 		NoSigs:    true,
 		NoLog:     true,
 		JetStream: true,
-		StoreDir:  dir,
-	})
+		Users: []*natsserver.User{
+			{Username: partsUser, Password: emb.partsPassword},
+			{Username: adminUser, Password: emb.adminPassword},
+		},
+	}
+	if withTLS {
+		tc, caPEM, err := serverTLS(host)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 5
+		emb.caPEM = caPEM
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		emb.tls = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	dir, err := os.MkdirTemp("", "botmesh-nats-")
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	opts.StoreDir = dir
+	s, err := natsserver.NewServer(opts)
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("embedded NATS: %w", err)
+		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
-	stop := func() {
+	emb.ns = s
+	emb.stop = func() {
 		s.Shutdown()
 		s.WaitForShutdown()
 		os.RemoveAll(dir)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		stop()
-		return nil, nil, fmt.Errorf("embedded NATS on %s:%d did not start within 10s", host, port)
+		emb.stop()
+		return nil, fmt.Errorf("embedded NATS on %s:%d did not start within 10s", host, port)
 	}
-	return s, stop, nil
+	scheme := "nats"
+	if withTLS {
+		scheme = "tls"
+	}
+	local := host
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		local = "127.0.0.1"
+	}
+	_, p, _ := net.SplitHostPort(s.Addr().String())
+	emb.url = scheme + "://" + net.JoinHostPort(local, p)
+	return emb, nil
+}
+
+// isLoopback reports whether a server listening on host is reachable from
+// this host only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// removeIfOurs removes the credentials file at exit, unless another run
+// (a second all-in-one of the same user) has replaced it since.
+func removeIfOurs(path, password string, log *slog.Logger) {
+	cf, err := mesh.ReadCredsFile(path)
+	if err != nil || cf.Password != password {
+		return
+	}
+	if err := os.Remove(path); err != nil {
+		log.Warn("cannot remove the credentials file", "creds_file", path, "err", err)
+	}
 }

@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/botmesh/botmesh/router/ratelimit"
 	"github.com/botmesh/botmesh/sdk/admin"
 	"github.com/botmesh/botmesh/sdk/boot"
+	"github.com/botmesh/botmesh/sdk/mesh"
 	"golang.org/x/term"
 )
 
@@ -32,12 +36,14 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	cfg := Config{Router: router.DefaultConfig(), Gateway: gateway.DefaultConfig(), NATSHost: "127.0.0.1", NATSPort: -1}
 	fs.StringVar(&cfg.NATSHost, "nats_host", cfg.NATSHost, "address the embedded NATS server listens on")
 	fs.IntVar(&cfg.NATSPort, "nats_port", cfg.NATSPort, "port of the embedded NATS server (-1: any free port)")
+	defaultCreds, credsErr := mesh.DefaultCredsFile()
+	fs.StringVar(&cfg.CredsFile, "creds_file", defaultCreds, "where botmesh writes the credentials of its embedded NATS server (mode 0600), for botctl and parts on other hosts (--nats_creds)")
 	fs.BoolVar(&cfg.NoDemo, "no_demo", false, "do not run the demo service greeter")
 	inputs := fs.String("inputs", "", "comma-separated inputs to run: "+strings.Join(gateway.Inputs().Names(), ", ")+" (default: shell,web on a terminal, shell when stdin is piped)")
 	// One local user: no rate limits unless asked for.
 	cfg.Router.RateLimits = ratelimit.Config{}
 	cfg.Router.RegisterFlags(fs)
-	policyFile := fs.String("policy", "", "policy file (YAML) saying who may run what (default: the shipped policy, in which the shell user is an admin)")
+	policyFile := fs.String("policy", "", "policy file (YAML) saying who may run what (default: the shipped policy, with the shell's user, this terminal, as its admin)")
 	adminAddr := admin.Flag(fs)
 	pprofAddr := admin.PprofFlag(fs)
 	fs.DurationVar(&cfg.Gateway.ReplyTimeout, "reply_timeout", 0, "how long the gateway waits for a reply (default: --timeout + 10s)")
@@ -57,10 +63,16 @@ exits.
 
   printf 'ping\necho hi there\nquery greeter Greeter.Hello {"name":"Ada"}\n' | botmesh
 
+The embedded NATS server requires a password, made at each start: the parts in
+this process have theirs, and botctl and other processes use the admin one,
+which botmesh writes to --creds_file (mode 0600; botctl reads it by default).
+With --nats_host beyond loopback or --nats_announce (the NATS server is
+announced on the LAN with mDNS) it also speaks TLS, with a CA made at start
+that the credentials file carries: parts on other hosts need a copy of the
+file (--nats_creds FILE), and find the server with --find_nats.
+
 Set --nats_url to use a running NATS server instead of the embedded one; other
-routers, gateways and command services can join through it. With
---nats_announce the NATS server is announced on the LAN (mDNS), and parts
-started there without --nats_url find it.
+routers, gateways and command services can join through it.
 
 Flags:
 `)
@@ -74,6 +86,10 @@ Flags:
 		if cfg.Router.Policy, err = policy.Load(*policyFile); err != nil {
 			return err
 		}
+	} else if cfg.Router.Policy, err = policy.Default().WithAdmins(shell.Name + ":" + terminalUser()); err != nil {
+		// The terminal is in this process; nobody else reaches it without
+		// the embedded NATS server's credentials.
+		return err
 	}
 	cfg.Admin = admin.New(*adminAddr, log)
 	if err := admin.ServePprof(ctx, *pprofAddr, log); err != nil {
@@ -88,6 +104,11 @@ Flags:
 		// The embedded server is the address: nothing to look for, and
 		// Run announces it.
 		cfg.Announce, mcfg.Announce, mcfg.FindNATS = mcfg.Announce, false, false
+		if cfg.CredsFile == "" && credsErr != nil {
+			fmt.Fprintf(stderr, "botmesh: no credentials file for botctl and other parts (%v); set --creds_file\n", credsErr)
+		}
+	} else {
+		cfg.CredsFile = ""
 	}
 	cfg.Mesh = mcfg
 	cfg.Gateway.MaxMessageBytes = cfg.Router.MaxMessageBytes
@@ -128,6 +149,14 @@ Flags:
 		}
 	}
 	return Run(ctx, cfg, selected, log, func(natsURL string) {
+		shown := natsURL // the embedded server's carries the admin password
+		if u, err := url.Parse(natsURL); err == nil {
+			u.User = nil
+			shown = u.String()
+		}
+		if !cfg.External {
+			printServing(stderr, cfg, shown)
+		}
 		if !interactive {
 			return
 		}
@@ -135,8 +164,36 @@ Flags:
 		if strings.Contains(","+*inputs+",", ","+shell.Name+",") {
 			quitHint = "Type help, or Ctrl-D to quit"
 		}
-		fmt.Fprintf(stderr, "botmesh is ready (NATS at %s). %s.\n", natsURL, quitHint)
+		fmt.Fprintf(stderr, "botmesh is ready (NATS at %s). %s.\n", shown, quitHint)
 	})
+}
+
+// printServing tells the user where the credentials of the embedded NATS
+// server are and, when it is open to other hosts, what a part there needs.
+func printServing(w io.Writer, cfg Config, natsURL string) {
+	if cfg.CredsFile != "" {
+		fmt.Fprintf(w, "NATS credentials for botctl and other parts: %s (only you can read it)\n", cfg.CredsFile)
+	}
+	if !cfg.Announce && isLoopback(cfg.NATSHost) {
+		return
+	}
+	port := ""
+	if u, err := url.Parse(natsURL); err == nil {
+		port = u.Port()
+	}
+	host := cfg.NATSHost
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host, _ = os.Hostname()
+	}
+	creds := cfg.CredsFile
+	if creds == "" {
+		creds = "(no credentials file: set --creds_file)"
+	}
+	how := "--nats_url tls://" + net.JoinHostPort(host, port)
+	if cfg.Announce {
+		how += " or --find_nats (it is announced on the LAN)"
+	}
+	fmt.Fprintf(w, "NATS is open to other hosts (port %s), with TLS and a password: a part there needs a copy of %s, given as --nats_creds, and %s\n", port, creds, how)
 }
 
 // quitOnEOF is an input whose end (io.EOF from Recv) calls quit.
@@ -164,6 +221,15 @@ func (q quitConn) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 		q.quit()
 	}
 	return ev, err
+}
+
+// terminalUser returns the id the shell input gives its user: the OS
+// user's name.
+func terminalUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "user"
 }
 
 // isTerminal reports whether r is a terminal (not a pipe, a file or

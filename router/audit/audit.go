@@ -3,6 +3,11 @@
 // record goes to the structured log and, when the NATS server has
 // JetStream, to the audit stream (subject bot.v1.audit.<platform>), where
 // tools can read it back.
+//
+// A record's Text never holds a secret argument: the router replaces the
+// words a command marks secret (CommandSpec.secret_args) with Redacted
+// before the record is made (see Redact), and the log line is made from
+// the record.
 package audit
 
 import (
@@ -11,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -45,19 +52,71 @@ type Record struct {
 	Team      string    `json:"team,omitempty"`
 	User      string    `json:"user"`
 	Channel   string    `json:"channel"`
-	Text      string    `json:"text"`
-	Command   string    `json:"command,omitempty"`
-	Service   string    `json:"service,omitempty"`
-	Node      string    `json:"node,omitempty"`
-	Status    string    `json:"status"`
-	Rule      string    `json:"rule,omitempty"`
-	Error     string    `json:"error,omitempty"`
-	Duration  float64   `json:"duration_ms"`
-	Router    string    `json:"router"`
+	// Text is the message, with its secret arguments replaced by Redacted.
+	Text     string  `json:"text"`
+	Command  string  `json:"command,omitempty"`
+	Service  string  `json:"service,omitempty"`
+	Node     string  `json:"node,omitempty"`
+	Status   string  `json:"status"`
+	Rule     string  `json:"rule,omitempty"`
+	Error    string  `json:"error,omitempty"`
+	Duration float64 `json:"duration_ms"`
+	Router   string  `json:"router"`
 }
 
 // RecordType versions the JSON form.
 const RecordType = "io.botmesh.v1.audit_record"
+
+// Redacted stands for a secret argument in records and logs.
+const Redacted = "[redacted]"
+
+// Redact returns text with the words at positions (0 is the first word,
+// the command word) replaced by Redacted, and with every word from
+// position from on replaced when from is 0 or more (for a secret whose
+// place is not known: everything after the command's words). Words are
+// split at white space as the router's parser splits them; the spacing
+// between words is kept. Positions past the last word mark nothing.
+func Redact(text string, positions []uint32, from int) string {
+	if len(positions) == 0 && from < 0 {
+		return text
+	}
+	secret := func(i int) bool {
+		if from >= 0 && i >= from {
+			return true
+		}
+		for _, p := range positions {
+			if uint64(p) == uint64(i) {
+				return true
+			}
+		}
+		return false
+	}
+	var b strings.Builder
+	b.Grow(len(text))
+	i, word := 0, -1
+	for i < len(text) {
+		// Copy the space before the next word.
+		j := strings.IndexFunc(text[i:], func(r rune) bool { return !unicode.IsSpace(r) })
+		if j < 0 {
+			b.WriteString(text[i:])
+			break
+		}
+		b.WriteString(text[i : i+j])
+		i += j
+		word++
+		end := strings.IndexFunc(text[i:], unicode.IsSpace)
+		if end < 0 {
+			end = len(text) - i
+		}
+		if secret(word) {
+			b.WriteString(Redacted)
+		} else {
+			b.WriteString(text[i : i+end])
+		}
+		i += end
+	}
+	return b.String()
+}
 
 // Recorder writes records.
 type Recorder struct {

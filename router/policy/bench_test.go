@@ -69,9 +69,11 @@ func BenchmarkDecide(b *testing.B) {
 		// rule, after all five.
 		{"small/hit", small, Request{Command: "deploy api", Platform: "slack", User: "UADMIN", Channel: "COPS"}, true, "admins deploy, confirmed"},
 		{"small/miss", small, Request{Command: "echo", Platform: "slack", User: "U1", Channel: "COPS"}, false, "default"},
-		// The shipped default (3 rules, 1 group): what most routers run.
+		// The shipped default (4 rules, 1 group): what most routers run.
+		// query is decided by the last rule; a team's own command by
+		// nobody's rule.
 		{"default/hit", Default(), Request{Command: "query", Platform: "slack", User: "U1", Channel: "C1"}, false, "admins only"},
-		{"default/miss", Default(), Request{Command: "echo", Platform: "slack", User: "U1", Channel: "C1"}, true, "default"},
+		{"default/miss", Default(), Request{Command: "mycommand", Platform: "slack", User: "U1", Channel: "C1"}, true, "default"},
 		// 100 rules, 20 groups of 10: a hit half-way, and a miss.
 		{"large100/hit", large, Request{Command: "cmd051", Platform: "slack", User: "U1105", Channel: "C1"}, true, "team11 runs cmd051"},
 		{"large100/miss", large, Request{Command: "echo", Platform: "slack", User: "U1105", Channel: "C1"}, false, "default"},

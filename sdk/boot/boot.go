@@ -4,9 +4,11 @@
 //
 // A NATS address counts as given when --nats_url is on the command line or
 // BOTMESH_NATS_URL is set (even to the default value), or when the binary's
-// Spec.Mesh default is not nats://127.0.0.1:4222. When none is given, the
-// mesh looks for NATS (mesh.Config.FindNATS): a server on 127.0.0.1:4222
-// first, then one announced on the LAN with mDNS (--nats_announce);
+// Spec.Mesh default is not nats://127.0.0.1:4222. When none is given and
+// --find_nats is (it is off by default), the mesh looks for NATS
+// (mesh.Config.FindNATS): a server on 127.0.0.1:4222 first, then one
+// announced on the LAN with mDNS (--nats_announce), which gets this
+// process's credentials only if its TLS certificate verifies;
 // --nats_lan_wait=0 turns the LAN search off.
 package boot
 
@@ -67,7 +69,7 @@ func Parse(fs *flag.FlagSet, spec Spec) (mesh.Config, *slog.Logger, error) {
 	if fs.NArg() > 0 {
 		return mcfg, nil, &ArgsError{Args: fs.Args()}
 	}
-	mcfg.FindNATS = !NATSGiven(fs, spec) && mcfg.LANWait > 0
+	mcfg.FindNATS = mcfg.FindNATS && !NATSGiven(fs, spec) && mcfg.LANWait > 0
 	log, err := lcfg.New(spec.LogTo)
 	if err != nil {
 		return mcfg, nil, err

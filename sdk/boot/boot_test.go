@@ -9,9 +9,10 @@ import (
 	"github.com/botmesh/botmesh/sdk/mesh"
 )
 
-// "No NATS address given" means: no --nats_url flag, no BOTMESH_NATS_URL,
-// and the binary's default left alone. Only then does the mesh look for
-// NATS (locally, then on the LAN).
+// Looking for NATS (locally, then on the LAN) is opt-in (--find_nats or
+// BOTMESH_FIND_NATS), and happens only when no NATS address is given: no
+// --nats_url flag, no BOTMESH_NATS_URL, and the binary's default left
+// alone.
 func TestFindNATSOnlyWithoutAnAddress(t *testing.T) {
 	custom := mesh.DefaultConfig()
 	custom.NATSURL = "nats://nats.internal:4222"
@@ -22,14 +23,17 @@ func TestFindNATSOnlyWithoutAnAddress(t *testing.T) {
 		spec *mesh.Config
 		want bool
 	}{
-		{name: "nothing given", want: true},
-		{name: "flag", args: []string{"--nats_url", "nats://10.0.0.1:4222"}},
-		{name: "flag with the default value", args: []string{"--nats_url=nats://127.0.0.1:4222"}},
-		{name: "environment", env: map[string]string{"BOTMESH_NATS_URL": "nats://10.0.0.1:4222"}},
-		{name: "environment with the default value", env: map[string]string{"BOTMESH_NATS_URL": "nats://127.0.0.1:4222"}},
-		{name: "binary default", spec: &custom},
-		{name: "LAN search off", args: []string{"--nats_lan_wait=0"}},
-		{name: "other flags only", args: []string{"--registry", "mdns", "--nats_announce"}, want: true},
+		{name: "nothing given"},
+		{name: "asked for", args: []string{"--find_nats"}, want: true},
+		{name: "asked for in the environment", env: map[string]string{"BOTMESH_FIND_NATS": "true"}, want: true},
+		{name: "flag", args: []string{"--find_nats", "--nats_url", "nats://10.0.0.1:4222"}},
+		{name: "flag with the default value", args: []string{"--find_nats", "--nats_url=nats://127.0.0.1:4222"}},
+		{name: "environment", args: []string{"--find_nats"}, env: map[string]string{"BOTMESH_NATS_URL": "nats://10.0.0.1:4222"}},
+		{name: "environment with the default value", args: []string{"--find_nats"}, env: map[string]string{"BOTMESH_NATS_URL": "nats://127.0.0.1:4222"}},
+		{name: "binary default", args: []string{"--find_nats"}, spec: &custom},
+		{name: "LAN search off", args: []string{"--find_nats", "--nats_lan_wait=0"}},
+		{name: "other flags only", args: []string{"--registry", "mdns", "--nats_announce"}},
+		{name: "other flags and asked for", args: []string{"--registry", "mdns", "--nats_announce", "--find_nats"}, want: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -154,3 +154,90 @@ func selfSigned(t *testing.T) (ca, cert, key string) {
 		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
 }
+
+// The credentials file the all-in-one writes: only its user reads it, it
+// round-trips, and --nats_creds takes it (with the CA in it for TLS).
+func TestCredsFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "botmesh")
+	path := filepath.Join(dir, "allinone.creds")
+	pw := mesh.GeneratePassword()
+	if len(pw) != 52 || strings.Trim(pw, "abcdefghijklmnopqrstuvwxyz234567") != "" {
+		t.Errorf("password %q: want 52 base-32 characters", pw)
+	}
+	if pw == mesh.GeneratePassword() {
+		t.Error("two passwords alike")
+	}
+	caPEM, certPEM, keyPEM := selfSigned(t)
+	want := mesh.CredsFile{URL: "tls://127.0.0.1:4222", User: "admin", Password: pw, CA: []byte(caPEM)}
+	// An old file (or a link someone planted) is replaced, not followed.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := mesh.WriteCredsFile(path, want); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(target); err == nil {
+		t.Error("wrote through a symbolic link")
+	}
+	for p, mode := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, path: 0o600} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != mode {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), mode)
+		}
+	}
+	got, err := mesh.ReadCredsFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.URL != want.URL || got.User != want.User || got.Password != want.Password || string(got.CA) != caPEM {
+		t.Errorf("read %+v", got)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("left behind: %v", ents)
+	}
+
+	t.Run("--nats_creds with TLS", func(t *testing.T) {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: writeFile(t, "cert.pem", certPEM), KeyFile: writeFile(t, "key.pem", keyPEM)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := meshtest.NATS(t, func(o *server.Options) {
+			o.TLSConfig, o.TLS = tc, true
+			o.Users = []*server.User{{Username: "admin", Password: pw}}
+		})
+		m, err := connect(t, s.ClientURL(), mesh.Auth{Creds: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.NATS().TLSConnectionState(); err != nil {
+			t.Errorf("not TLS: %v", err)
+		}
+		if _, err := m.Registry().ListServices(); err != nil {
+			t.Errorf("registry: %v", err)
+		}
+	})
+	t.Run("--nats_creds without TLS", func(t *testing.T) {
+		plain := filepath.Join(t.TempDir(), "plain.creds")
+		if err := mesh.WriteCredsFile(plain, mesh.CredsFile{User: "admin", Password: pw}); err != nil {
+			t.Fatal(err)
+		}
+		s := meshtest.NATS(t, func(o *server.Options) { o.Users = []*server.User{{Username: "admin", Password: pw}} })
+		if _, err := connect(t, s.ClientURL(), mesh.Auth{Creds: plain}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("not a credentials file", func(t *testing.T) {
+		bad := writeFile(t, "bad.creds", "password: hunter2-secret\n")
+		_, err := connect(t, "nats://127.0.0.1:1", mesh.Auth{Creds: bad})
+		if err == nil || !strings.Contains(err.Error(), "needs a user and a password") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error %v", err)
+		}
+	})
+}

@@ -76,11 +76,13 @@ type Config struct {
 	// ConnectWait bounds how long Connect waits for NATS to come up; 0
 	// means wait until the context ends.
 	ConnectWait time.Duration
-	// FindNATS means no NATS address was given: unless NATSURL was
-	// changed from the default since, Connect uses a server listening on
-	// 127.0.0.1:4222, else the first one announced on the LAN with mDNS
-	// (package lan), looking until one is found. boot sets it when neither
-	// --nats_url nor BOTMESH_NATS_URL was given and LANWait is not 0.
+	// FindNATS looks for the NATS server (--find_nats; off by default):
+	// unless NATSURL was changed from the default, Connect uses a server
+	// listening on 127.0.0.1:4222, else the first one announced on the
+	// LAN with mDNS (package lan), looking until one is found. A server
+	// found on the LAN gets the credentials in Auth only if its TLS
+	// certificate verifies. boot keeps it only when neither --nats_url nor
+	// BOTMESH_NATS_URL was given and LANWait is not 0.
 	FindNATS bool
 	// LANWait is how long one mDNS query for an announced NATS server
 	// waits (DefaultLANWait if 0).
@@ -116,9 +118,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // go-micro (gateways).
 func (c *Config) RegisterNATSFlags(fs *flag.FlagSet) {
 	c.Auth.RegisterFlags(fs)
-	fs.StringVar(&c.NATSURL, "nats_url", c.NATSURL, "NATS server URL (comma-separated for a cluster); when not given, a server on 127.0.0.1:4222, else one announced on the LAN")
-	fs.BoolVar(&c.Announce, "nats_announce", c.Announce, "announce the NATS server on the LAN with mDNS, for parts started without --nats_url")
-	fs.DurationVar(&c.LANWait, "nats_lan_wait", c.LANWait, "how long each mDNS query for an announced NATS server waits, when --nats_url is not given (0: do not look on the LAN)")
+	fs.StringVar(&c.NATSURL, "nats_url", c.NATSURL, "NATS server URL (comma-separated for a cluster); with --find_nats and no URL given, a server on 127.0.0.1:4222, else one announced on the LAN")
+	fs.BoolVar(&c.FindNATS, "find_nats", c.FindNATS, "when --nats_url is not given, look for a NATS server announced on the LAN with mDNS; credentials go to it only if its TLS certificate verifies")
+	fs.BoolVar(&c.Announce, "nats_announce", c.Announce, "announce the NATS server on the LAN with mDNS, for parts started with --find_nats")
+	fs.DurationVar(&c.LANWait, "nats_lan_wait", c.LANWait, "how long each mDNS query for an announced NATS server waits, with --find_nats (0: do not look on the LAN)")
 }
 
 // RegisterMicroFlags adds the go-micro flags: registry, transport, namespace.
@@ -232,11 +235,11 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 		defer cancel()
 	}
 	if cfg.FindNATS && cfg.NATSURL == nats.DefaultURL {
-		u, err := findNATS(wait, cfg, log)
+		u, auth, err := findNATS(wait, cfg, log)
 		if err != nil {
 			return nil, err
 		}
-		cfg.NATSURL = u
+		cfg.NATSURL, cfg.Auth = u, auth
 	}
 	nopts, err := natsOptions(cfg, log, o.nopts)
 	if err != nil {

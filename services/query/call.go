@@ -46,6 +46,9 @@ func (h *Handler) query(ctx context.Context, log *slog.Logger, text string) (str
 	if err != nil {
 		return "", err
 	}
+	if h.commandService(c.Service) {
+		return "", &UsageError{Msg: fmt.Sprintf("query does not call command services such as %s: run the command itself, where the policy and its confirmations apply; type help for the commands and their usage.", clip(c.Service, 80))}
+	}
 	svcs, err := registrycmd.Lookup(ctx, h.reg, c.Service)
 	if err != nil {
 		return "", err
@@ -70,6 +73,13 @@ func (h *Handler) query(ctx context.Context, log *slog.Logger, text string) (str
 		return "", callError(cctx, c, limit, err)
 	}
 	return render(rsp.Data), nil
+}
+
+// commandService reports whether service is one of the command services
+// (namespace.NAME), compared ignoring case.
+func (h *Handler) commandService(service string) bool {
+	ns := strings.ToLower(h.namespace) + "."
+	return len(service) > len(ns) && strings.HasPrefix(strings.ToLower(service), ns)
 }
 
 // render indents a JSON response; anything else is shown as it came.

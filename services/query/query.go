@@ -15,6 +15,7 @@ import (
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/command"
+	"github.com/botmesh/botmesh/sdk/mesh"
 	"go-micro.dev/v4/client"
 	"go-micro.dev/v4/registry"
 )
@@ -48,6 +49,7 @@ type Handler struct {
 	timeout       time.Duration
 	healthTimeout time.Duration
 	maxBytes      int
+	namespace     string
 }
 
 var _ chatopsv1.CommandHandler = (*Handler)(nil)
@@ -68,11 +70,17 @@ func WithHealthTimeout(d time.Duration) Option { return func(h *Handler) { h.hea
 // WithMaxBytes sets the longest answer (default DefaultMaxBytes).
 func WithMaxBytes(n int) Option { return func(h *Handler) { h.maxBytes = n } }
 
+// WithNamespace sets the namespace of the command services (default
+// mesh.DefaultNamespace; pass the mesh's Namespace()). query refuses to
+// call the services in it: their commands are run as commands, where the
+// policy and confirmations apply to them.
+func WithNamespace(ns string) Option { return func(h *Handler) { h.namespace = ns } }
+
 // New returns a handler that finds services in reg and calls them with cl
 // (a client on the same registry and transport, e.g. the mesh's
 // NewClient).
 func New(reg registry.Registry, cl client.Client, opts ...Option) *Handler {
-	h := &Handler{reg: reg, cl: cl, log: slog.New(slog.DiscardHandler), timeout: DefaultTimeout, healthTimeout: DefaultHealthTimeout, maxBytes: DefaultMaxBytes}
+	h := &Handler{reg: reg, cl: cl, log: slog.New(slog.DiscardHandler), timeout: DefaultTimeout, healthTimeout: DefaultHealthTimeout, maxBytes: DefaultMaxBytes, namespace: mesh.DefaultNamespace}
 	for _, o := range opts {
 		o(h)
 	}
@@ -84,6 +92,9 @@ func New(reg registry.Registry, cl client.Client, opts ...Option) *Handler {
 	}
 	if h.maxBytes <= 0 {
 		h.maxBytes = DefaultMaxBytes
+	}
+	if h.namespace == "" {
+		h.namespace = mesh.DefaultNamespace
 	}
 	return h
 }

@@ -86,7 +86,7 @@ func TestAddressing(t *testing.T) {
 		}
 	}
 	ev := <-events
-	if ev.GetTo() != channel || ev.GetFrom().GetId() != "alice" || ev.GetFrom().GetTeam() == "" || ev.GetMeta()[ircgw.MetaTarget] != channel {
+	if ev.GetTo() != channel || ev.GetFrom().GetId() != "nick:alice" || ev.GetFrom().GetTeam() == "" || ev.GetMeta()[ircgw.MetaTarget] != channel {
 		t.Errorf("channel event: to %q from %+v meta %v", ev.GetTo(), ev.GetFrom(), ev.GetMeta())
 	}
 	for _, tc := range []struct{ say, want string }{

@@ -21,6 +21,18 @@ const (
 	MetaNick = "irc.nick"
 )
 
+// Kinds of user id (Peer.id) the input gives senders. A logged-in user
+// (the server's account tag, IRCv3 account-tag, set for SASL and services
+// logins) is "account:NAME"; anyone else is "nick:NICK", which whoever
+// takes the nick next also gets. Policies name them irc:account:NAME and
+// irc:nick:NICK, so a nick never passes for an account, nor for another
+// platform's id. Both are ASCII lower-case: every IRC case mapping folds
+// ASCII letters, so "Alice" and "alice" are one nick (one account).
+const (
+	IDAccount = "account:"
+	IDNick    = "nick:"
+)
+
 // self is what the normaliser knows about the connection.
 type self struct {
 	// nick is the bot's current nick.
@@ -98,9 +110,9 @@ func normalize(m ircmsg.Message, s self, now time.Time) (*chatopsv1.Event, strin
 		return nil, "blank"
 	}
 	ev.Data = []byte(text)
-	id := nick
+	id := IDNick + asciiLower(nick)
 	if ok, account := m.GetTag("account"); ok && account != "" && account != "*" {
-		id = account
+		id = IDAccount + asciiLower(account)
 	}
 	ev.From = &chatopsv1.Peer{Id: id, Name: nick, Team: s.network}
 	stamp := now
@@ -167,6 +179,18 @@ func foldEqual(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// asciiLower lower-cases ASCII letters only: a wider folding (rfc1459's
+// []\~, Unicode) could make two names the server tells apart one id.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func fold(c byte) byte {

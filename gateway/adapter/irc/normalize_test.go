@@ -17,15 +17,17 @@ func TestNormalize(t *testing.T) {
 		text, to, from string // want; text "" means dropped
 		why            string
 	}{
-		{name: "channel, current nick", line: ":alice!~a@host PRIVMSG #ops :botmesh_0: ping", text: "ping", to: "#ops", from: "alice"},
-		{name: "channel, configured nick", line: ":alice!~a@host PRIVMSG #ops :BOTMESH, ping", text: "ping", to: "#ops", from: "alice"},
-		{name: "channel, prefix", line: ":alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "alice"},
-		{name: "channel, formatting stripped", line: ":alice!~a@host PRIVMSG #ops :botmesh: \x02echo\x02 \x0304hi", text: "echo hi", to: "#ops", from: "alice"},
-		{name: "other channel type", line: ":alice!~a@host PRIVMSG &local :!ping", text: "ping", to: "&local", from: "alice"},
-		{name: "private", line: ":alice!~a@host PRIVMSG botmesh_0 :ping", text: "ping", to: "alice", from: "alice"},
-		{name: "private, addressed", line: ":alice!~a@host PRIVMSG botmesh_0 :botmesh: ping", text: "ping", to: "alice", from: "alice"},
-		{name: "account tag", line: "@account=alice_acct;msgid=m1 :alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "alice_acct"},
-		{name: "nick rfc1459 case", line: ":alice!~a@host PRIVMSG #ops :BOTMESH_0: ping", text: "ping", to: "#ops", from: "alice"},
+		{name: "channel, current nick", line: ":alice!~a@host PRIVMSG #ops :botmesh_0: ping", text: "ping", to: "#ops", from: "nick:alice"},
+		{name: "channel, configured nick", line: ":alice!~a@host PRIVMSG #ops :BOTMESH, ping", text: "ping", to: "#ops", from: "nick:alice"},
+		{name: "channel, prefix", line: ":alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "nick:alice"},
+		{name: "channel, formatting stripped", line: ":alice!~a@host PRIVMSG #ops :botmesh: \x02echo\x02 \x0304hi", text: "echo hi", to: "#ops", from: "nick:alice"},
+		{name: "other channel type", line: ":alice!~a@host PRIVMSG &local :!ping", text: "ping", to: "&local", from: "nick:alice"},
+		{name: "private", line: ":alice!~a@host PRIVMSG botmesh_0 :ping", text: "ping", to: "alice", from: "nick:alice"},
+		{name: "private, addressed", line: ":alice!~a@host PRIVMSG botmesh_0 :botmesh: ping", text: "ping", to: "alice", from: "nick:alice"},
+		{name: "account tag", line: "@account=alice_acct;msgid=m1 :alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "account:alice_acct"},
+		{name: "account tag, case folded", line: "@account=Alice :Mallory!~m@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "account:alice"},
+		{name: "no account: a nick id", line: "@account=* :Alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "nick:alice"},
+		{name: "nick rfc1459 case", line: ":alice!~a@host PRIVMSG #ops :BOTMESH_0: ping", text: "ping", to: "#ops", from: "nick:alice"},
 		{name: "unaddressed", line: ":alice!~a@host PRIVMSG #ops :ping", why: "not addressed to the bot"},
 		{name: "nick without colon", line: ":alice!~a@host PRIVMSG #ops :botmesh ping", why: "not addressed to the bot"},
 		{name: "nick later", line: ":alice!~a@host PRIVMSG #ops :hey botmesh: ping", why: "not addressed to the bot"},
@@ -199,6 +201,32 @@ func TestSplitKeepsUTF8(t *testing.T) {
 	for _, p := range splitReply(strings.Repeat("😀", 100), 10) {
 		if !utf8.ValidString(p) || len(p) > 10 {
 			t.Errorf("piece %q", p)
+		}
+	}
+}
+
+// A nick is never an account: whoever takes the nick of an admin's account
+// name, or a Slack admin's user id, gets a nick id, which policies tell
+// apart (irc:nick:… vs irc:account:… and slack:…). Before ids had kinds,
+// both were the bare "alice" / "U024BE7LH".
+func TestNickIsNotAnAccount(t *testing.T) {
+	s := self{nick: "botmesh", prefix: "!", network: "libera"}
+	for line, want := range map[string]string{
+		":alice!~m@evil PRIVMSG #ops :!register service x":                   "nick:alice",
+		":U024BE7LH!~m@evil PRIVMSG #ops :!register service x":               "nick:u024be7lh",
+		"@account=alice :alice!~a@host PRIVMSG #ops :!register service x":    "account:alice",
+		"@+account=alice :mallory!~m@evil PRIVMSG #ops :!register service x": "nick:mallory", // a client-only tag is not the server's
+	} {
+		m, err := ircmsg.ParseLine(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, why := normalize(m, s, time.Now())
+		if ev == nil {
+			t.Fatalf("%q dropped: %s", line, why)
+		}
+		if got := ev.GetFrom().GetId(); got != want {
+			t.Errorf("%q: id %q, want %q", line, got, want)
 		}
 	}
 }

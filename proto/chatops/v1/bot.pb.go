@@ -139,7 +139,11 @@ type HelpResponse struct {
 	// registry-cmd offers "list services" and "get service". Empty means the
 	// Micro Bot rule: the service serves the single command named by the last
 	// part of its service name.
-	Commands      []*CommandSpec `protobuf:"bytes,3,rep,name=commands,proto3" json:"commands,omitempty"`
+	Commands []*CommandSpec `protobuf:"bytes,3,rep,name=commands,proto3" json:"commands,omitempty"`
+	// Positions in ExecRequest.args of the words that are secret (a password,
+	// a token), for a service that serves one command (no commands above);
+	// see CommandSpec.secret_args.
+	SecretArgs    []uint32 `protobuf:"varint,4,rep,packed,name=secret_args,json=secretArgs,proto3" json:"secret_args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,6 +199,13 @@ func (x *HelpResponse) GetCommands() []*CommandSpec {
 	return nil
 }
 
+func (x *HelpResponse) GetSecretArgs() []uint32 {
+	if x != nil {
+		return x.SecretArgs
+	}
+	return nil
+}
+
 // CommandSpec is one command that a service serves.
 type CommandSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -205,7 +216,13 @@ type CommandSpec struct {
 	// Usage line shown by help, e.g. "get service NAME".
 	Usage string `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
 	// One-line description shown by help.
-	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// Positions in ExecRequest.args of the words that are secret (a password,
+	// a token): args[0] is the command word, so for "login USER PASSWORD"
+	// it is [2]. Routers replace those words in audit records and logs (and
+	// never echo them); the service still gets them in args and text. A
+	// position past the last word marks nothing.
+	SecretArgs    []uint32 `protobuf:"varint,4,rep,packed,name=secret_args,json=secretArgs,proto3" json:"secret_args,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +276,13 @@ func (x *CommandSpec) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *CommandSpec) GetSecretArgs() []uint32 {
+	if x != nil {
+		return x.SecretArgs
+	}
+	return nil
 }
 
 type ExecRequest struct {
@@ -709,15 +733,19 @@ const file_chatops_v1_bot_proto_rawDesc = "" +
 	"\n" +
 	"\x14chatops/v1/bot.proto\x12\n" +
 	"chatops.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\r\n" +
-	"\vHelpRequest\"{\n" +
+	"\vHelpRequest\"\x9c\x01\n" +
 	"\fHelpResponse\x12\x14\n" +
 	"\x05usage\x18\x01 \x01(\tR\x05usage\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x123\n" +
-	"\bcommands\x18\x03 \x03(\v2\x17.chatops.v1.CommandSpecR\bcommands\"_\n" +
+	"\bcommands\x18\x03 \x03(\v2\x17.chatops.v1.CommandSpecR\bcommands\x12\x1f\n" +
+	"\vsecret_args\x18\x04 \x03(\rR\n" +
+	"secretArgs\"\x80\x01\n" +
 	"\vCommandSpec\x12\x18\n" +
 	"\apattern\x18\x01 \x01(\tR\apattern\x12\x14\n" +
 	"\x05usage\x18\x02 \x01(\tR\x05usage\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\"\xb7\x01\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1f\n" +
+	"\vsecret_args\x18\x04 \x03(\rR\n" +
+	"secretArgs\"\xb7\x01\n" +
 	"\vExecRequest\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12(\n" +
 	"\x06caller\x18\x02 \x01(\v2\x10.chatops.v1.PeerR\x06caller\x12<\n" +

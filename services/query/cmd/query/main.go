@@ -28,7 +28,8 @@ func main() {
 			query.WithLogger(m.Logger().With("service", query.Name)),
 			query.WithTimeout(timeout),
 			query.WithHealthTimeout(healthTimeout),
-			query.WithMaxBytes(maxBytes)), nil
+			query.WithMaxBytes(maxBytes),
+			query.WithNamespace(m.Namespace())), nil
 	}
 	if err := command.MainFunc(context.Background(), os.Args[1:], query.Name, flags, build); err != nil {
 		fmt.Fprintln(os.Stderr, "query:", err)

@@ -1,0 +1,156 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The botmesh binaries, built from this repository's workspace, each
+// connected with its role's identity to a server started from nats.conf:
+// they work, and the server refuses none of what they do. This is what
+// keeps the permissions of permissions.conf equal to the subjects the code
+// uses. It builds the binaries (cached by go build after the first run).
+func TestIntegrationNATSBinaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the botmesh binaries")
+	}
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/",
+		"./router/cmd/router", "./gateway/cmd/gateway", "./cmd/botctl",
+		"./services/echo/cmd/echo", "./services/registry-cmd/cmd/registry-cmd",
+		"./services/query/cmd/query", "./services/greeter/cmd/greeter")
+	build.Dir = repo
+	build.Env = append(os.Environ(), "GOWORK="+filepath.Join(repo, "go.work"))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	pw := setNATSEnv(t, "botmesh-test")
+	s, log := startNATS(t, "nats/nats.conf", nil)
+	env := func(user string) []string {
+		return append(os.Environ(),
+			"BOTMESH_NATS_URL="+s.ClientURL(), "BOTMESH_NATS_USER="+user, "BOTMESH_NATS_PASSWORD="+pw[user],
+			"BOTMESH_ADMIN_ADDRESS=127.0.0.1:0", "BOTMESH_LAN_WAIT=0")
+	}
+	start := func(name, user string) {
+		cmd := exec.Command(filepath.Join(bin, name))
+		cmd.Env = env(user)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			// SIGTERM: a service deregisters on the way out, which
+			// needs its permissions too.
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+				t.Errorf("%s did not stop within 15s", name)
+			}
+			if t.Failed() {
+				t.Logf("%s output:\n%s", name, out.String())
+			}
+		})
+	}
+	start("router", "router")
+	for _, svc := range []string{"echo", "registry-cmd", "query", "greeter"} {
+		start(svc, "service")
+	}
+	botctl := func(msgs ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "botctl"), append([]string{"--reply_timeout", "20s"}, msgs...)...)
+		cmd.Env = env("botctl")
+		out, err := cmd.Output()
+		return string(out), err
+	}
+	// Every service registered (bounded: 30 s).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := botctl("list services")
+		if err == nil && strings.HasPrefix(out, "4 services:") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("services not all registered within 30s: %q %v", out, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// (health: the query service calls greeter, as a go-micro client.)
+	out, err := botctl("ping", "echo hi", "health greeter", "get service go.micro.bot.echo", "help")
+	if err != nil {
+		t.Fatalf("botctl: %v\n%s", err, out)
+	}
+	for _, want := range []string{"pong\n", "hi\n", "greeter: its node is healthy", "Command.Exec", "echo [text] - Returns the [text]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("botctl output lacks %q:\n%s", want, out)
+		}
+	}
+	// A gateway: the shell input, as the user gateway-shell.
+	gw := exec.Command(filepath.Join(bin, "gateway"), "--inputs", "shell")
+	gw.Env = env("gateway-shell")
+	gw.Stdin = strings.NewReader("ping\necho from the shell\n")
+	var gout, gerr bytes.Buffer
+	gw.Stdout, gw.Stderr = &gout, &gerr
+	if err := runBounded(gw, 60*time.Second); err != nil || !strings.Contains(gout.String(), "pong") || !strings.Contains(gout.String(), "from the shell") {
+		t.Errorf("gateway --inputs shell: %v\n%s\n%s", err, gout.String(), gerr.String())
+	}
+	// The same gateway binary as a web gateway's identity: refused at its
+	// first message, whose subject is the shell's.
+	gw = exec.Command(filepath.Join(bin, "gateway"), "--inputs", "shell", "--publish_timeout", "2s", "--reply_timeout", "5s")
+	gw.Env = env("gateway-web")
+	gw.Stdin = strings.NewReader("echo smuggled\n")
+	gout.Reset()
+	gerr.Reset()
+	gw.Stdout, gw.Stderr = &gout, &gerr
+	smuggle := time.Now()
+	_ = runBounded(gw, 60*time.Second)
+	t.Logf("the web identity on the shell subject: %.1fs, user saw %q", time.Since(smuggle).Seconds(), gout.String())
+	// (Today the user reads "no reply within ..."; the gateway logs
+	// NATS's permissions violation.)
+	if strings.Contains(gout.String(), "smuggled") {
+		t.Errorf("a web gateway's identity on the shell's subject: %q", gout.String())
+	}
+	if v := log.matching(`Publish Violation - Subject "bot.v1.in.shell"`); len(v) == 0 {
+		t.Errorf("no violation logged for the web identity's publish on bot.v1.in.shell:\n%s", gerr.String())
+	}
+	for _, v := range log.matching("Violation") {
+		if !strings.Contains(v, "gateway-web") {
+			t.Errorf("the server refused a part: %s", v)
+		}
+	}
+}
+
+// runBounded runs cmd, killing it after limit.
+func runBounded(cmd *exec.Cmd, limit time.Duration) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		<-done
+		return context.DeadlineExceeded
+	}
+}
