@@ -290,21 +290,29 @@ func (c *Client) call(ctx context.Context, node *registry.Node, req client.Reque
 		expired = t.C
 	}
 	// A node that answers resent requests once gets the request again
-	// when NATS reconnects while the call waits: the server that died may
-	// have dropped the request or its response.
-	var again <-chan struct{}
-	if node.Metadata[ReplayMetadata] == "1" {
-		again = c.t.reconnected()
-	}
+	// when NATS reconnects while the call waits, and every resendEvery
+	// once it has waited resendAfter: a NATS server that died (this
+	// process's, the service's, or one on the way) may have dropped the
+	// request or its response.
 	var (
+		again     <-chan struct{}
+		slow      *time.Timer
+		slowC     <-chan time.Time
 		in        incoming
 		resending bool
-		tick      <-chan time.Time
 	)
+	if node.Metadata[ReplayMetadata] == "1" {
+		again = c.t.reconnected()
+		slow = time.NewTimer(resendAfter)
+		defer slow.Stop()
+		slowC = slow.C
+	}
 	resend := func() {
+		resending = true
 		h := maps.Clone(tm.Header)
 		h[resendHeader] = "1"
 		_ = publish(c.t.nc, node.Address, w.reply, &transport.Message{Header: h, Body: tm.Body})
+		slow.Reset(resendEvery)
 	}
 wait:
 	for {
@@ -315,14 +323,9 @@ wait:
 			}
 			break wait
 		case <-again:
-			resending, again = true, c.t.reconnected()
+			again = c.t.reconnected()
 			resend()
-			if tick == nil {
-				t := time.NewTicker(resendEvery)
-				defer t.Stop()
-				tick = t.C
-			}
-		case <-tick:
+		case <-slowC:
 			resend()
 		case <-ctx.Done():
 			return merrors.Timeout("go.micro.client", "%v", ctx.Err())

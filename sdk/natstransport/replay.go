@@ -20,15 +20,20 @@ const ReplayMetadata = "botmesh-replay"
 // resendHeader marks a request sent again.
 const resendHeader = "Botmesh-Resend"
 
-// resendEvery is how often a client sends a request again, once NATS has
-// reconnected while it waited, until the response comes or its deadline
-// passes: the server may not have re-subscribed yet.
-const resendEvery = time.Second
+// A client sends a request again once it has waited resendAfter, or at
+// once when its NATS connection reconnects, then every resendEvery until
+// the response comes or its deadline passes (the server may not have
+// subscribed again yet). A server still serving the request ignores a
+// resend.
+const (
+	resendAfter = 3 * time.Second
+	resendEvery = 2 * time.Second
+)
 
 // Sizes of the server's memory of responses.
 const (
 	// replayRing is how many recent responses are kept in any case.
-	replayRing = 1024
+	replayRing = 4096
 	// pinBefore: at a disconnect, the responses sent this long before it
 	// are kept (until pinFor after the reconnect): the NATS server may
 	// have dropped them.
