@@ -60,13 +60,13 @@ func TestMDNSLANZeroConf(t *testing.T) {
 		began := time.Now()
 		url := startNATS(t)
 		// The compose policy opens greeter to everyone (query below).
-		start(t, "router-1", "router", noAddress, "--nats_url", url, "--policy", "../deploy/policy.yaml", "--rate_user", "0", "--rate_channel", "0")
+		start(t, "router-1", "router", noAddress, "--nats_url", url, "--policy", composePolicy(t), "--rate_user", "0", "--rate_channel", "0")
 		// Nothing is announced unless asked.
 		time.Sleep(300 * time.Millisecond)
 		if u, err := lan.Find(t.Context(), 500*time.Millisecond, nil); !errors.Is(err, lan.ErrNotFound) {
 			t.Fatalf("found %q, %v before anything was announced", u, err)
 		}
-		announcer := start(t, "router-2", "router", noAddress, "--nats_url", url, "--policy", "../deploy/policy.yaml", "--nats_announce", "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
+		announcer := start(t, "router-2", "router", noAddress, "--nats_url", url, "--policy", composePolicy(t), "--nats_announce", "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
 		waitLog(t, announcer, regexp.MustCompile(`msg="announcing NATS on the LAN"`), 10*time.Second)
 		if u, err := lan.Find(t.Context(), 2*time.Second, nil); err != nil || u != url {
 			t.Fatalf("find: %q, %v; want %s", u, err, url)
@@ -150,4 +150,32 @@ func TestMDNSLANZeroConf(t *testing.T) {
 			t.Fatal("botmesh did not exit 30s after the end of its input")
 		}
 	})
+}
+
+// composePolicy returns the path of the compose environment's policy
+// (deploy/policy.yaml), which opens greeter to everyone: from the package's
+// folder (go test) or the repository's root (make test-mdns runs the
+// compiled test from there).
+func composePolicy(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"../deploy/policy.yaml", "deploy/policy.yaml"} {
+		if _, err := os.Stat(p); err == nil {
+			abs, err := filepath.Abs(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return abs
+		}
+	}
+	t.Fatal("deploy/policy.yaml not found from " + mustGetwd(t))
+	return ""
+}
+
+func mustGetwd(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
 }
