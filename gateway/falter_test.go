@@ -48,15 +48,15 @@ func take(t *testing.T, cons jetstream.Consumer) (jetstream.Msg, *chatopsv1.Even
 	if err != nil {
 		t.Fatal(err)
 	}
-	for m := range batch.Messages() {
-		ev := &chatopsv1.Event{}
-		if err := proto.Unmarshal(m.Data(), ev); err != nil {
-			t.Fatal(err)
-		}
-		return m, ev
+	m, ok := <-batch.Messages()
+	if !ok {
+		t.Fatal("no message for the router")
 	}
-	t.Fatal("no message for the router")
-	return nil, nil
+	ev := &chatopsv1.Event{}
+	if err := proto.Unmarshal(m.Data(), ev); err != nil {
+		t.Fatal(err)
+	}
+	return m, ev
 }
 
 func answer(t *testing.T, js jetstream.JetStream, ev *chatopsv1.Event, text string) {
