@@ -367,7 +367,7 @@ func TestComposeCluster(t *testing.T) {
 			t.Errorf("docker kill: %v %s", err, out)
 		}
 	})
-	// Still seen in about 1 run of 5 (issue 11, open): a few messages get
+	// Still seen in some runs (1 of 9 on this code; issue 11, open): a few get
 	// the gateway's timeout notice, never a wrong answer, a second one or
 	// none. Counted and logged until that is fixed.
 	timedOut := res.allow("no reply within 40s: the mesh may be overloaded or no router is running. If your command still runs, its answer will be posted here.")
