@@ -86,11 +86,17 @@ func startAllInOne(t *testing.T, rcfg router.Config) (*adaptertest.Input, string
 func ask(t *testing.T, in *adaptertest.Input, text string) *chatopsv1.Event {
 	t.Helper()
 	id := in.Say(text)
-	rep := in.Reply(t, 15*time.Second)
-	if rep.InReplyTo != id {
-		t.Fatalf("reply to %q answers %s, want %s", text, rep.InReplyTo, id)
+	for {
+		// A progress note ("working on it…", on a slow machine) is not
+		// the answer: the final reply follows it.
+		rep := in.Reply(t, 15*time.Second)
+		if rep.InReplyTo != id {
+			t.Fatalf("reply to %q answers %s, want %s", text, rep.InReplyTo, id)
+		}
+		if rep.Type != chatopsv1.EventType_EVENT_TYPE_PROGRESS {
+			return rep
+		}
 	}
-	return rep
 }
 
 // The whole mesh in one process with real parts: embedded NATS, router,
