@@ -54,7 +54,9 @@ const routePassword = "BOTMESH_NATS_PASSWORD_ROUTE"
 // gateway/dedup.go), repeated here: this module does not import botmesh's.
 const (
 	inStream     = "BOTMESH_IN"
-	outStream    = "BOTMESH_OUT"
+	outStream    = "BOTMESH_OUT_" // and the platform
+	keepSubject  = "bot.v1.keep."
+	aliveSubject = "bot.v1.alive."
 	auditStream  = "BOTMESH_AUDIT"
 	routersGroup = "routers"
 	confirmKV    = "botmesh_confirm"
@@ -319,8 +321,18 @@ func (m *mesh) routerSetup(t *testing.T) {
 	defer cancel()
 	streams := []jetstream.StreamConfig{
 		{Name: inStream, Subjects: []string{"bot.v1.in.>"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute, MaxAge: 10 * time.Minute},
-		{Name: outStream, Subjects: []string{"bot.v1.out.*.*.*"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, MaxAge: time.Hour, AllowDirect: true, MaxMsgsPerSubject: 1},
 		{Name: auditStream, Subjects: []string{"bot.v1.audit.>"}, Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour},
+	}
+	// One reply stream per platform.
+	for _, role := range natsRoles {
+		if role.platform != "" {
+			streams = append(streams, jetstream.StreamConfig{Name: outStream + role.platform, Subjects: []string{"bot.v1.out." + role.platform + ".*.*"},
+				Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, MaxAge: time.Hour, AllowDirect: true, MaxMsgsPerSubject: 1})
+		}
+	}
+	// The single reply stream of earlier versions, which routers remove.
+	if err := r.js.DeleteStream(ctx, "BOTMESH_OUT"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("router: remove the old reply stream: %v, want %v", err, jetstream.ErrStreamNotFound)
 	}
 	// Twice: the first creates (STREAM.UPDATE answers "not found", then
 	// STREAM.CREATE), the second updates, as every router after the first.
@@ -390,10 +402,29 @@ func (m *mesh) routerSetup(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// The routers answer gateways' pings.
+	// The routers answer gateways' pings, and make a gateway's reply
+	// consumer in its platform's reply stream when it asks.
 	svc, err := micro.AddService(r.nc, micro.Config{Name: routerSvc, Version: "1.0.0"})
 	if err != nil {
 		t.Fatalf("router: service API: %v", err)
+	}
+	if err := svc.AddEndpoint("keep-replies", micro.HandlerFunc(func(req micro.Request) {
+		p := strings.TrimPrefix(req.Subject(), keepSubject)
+		instance := string(req.Data())
+		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := r.js.CreateOrUpdateConsumer(kctx, outStream+p, jetstream.ConsumerConfig{
+			Durable: "gw_" + instance, FilterSubject: "bot.v1.out." + p + "." + instance + ".*",
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, InactiveThreshold: time.Hour,
+		})
+		if err != nil {
+			r.errs <- fmt.Errorf("reply consumer: %w", err)
+			_ = req.Error("500", err.Error(), nil)
+			return
+		}
+		_ = req.Respond(nil)
+	}), micro.WithEndpointSubject(keepSubject+"*")); err != nil {
+		t.Fatalf("router: keep-replies endpoint: %v", err)
 	}
 	t.Cleanup(func() { _ = svc.Stop() })
 	m.svc = svc
@@ -519,7 +550,8 @@ func TestNATSIdentities(t *testing.T) {
 		for _, subject := range []string{
 			"bot.v1.in.web",
 			"$JS.API.STREAM.DELETE.BOTMESH_IN",
-			"$JS.API.STREAM.PURGE.BOTMESH_OUT",
+			"$JS.API.STREAM.PURGE.BOTMESH_OUT_web",
+			"$JS.API.STREAM.DELETE.BOTMESH_OUT_web",
 			"$JS.API.STREAM.DELETE.BOTMESH_AUDIT",
 			"$JS.API.STREAM.CREATE.SOMETHING_ELSE",
 			"$JS.API.CONSUMER.DELETE.BOTMESH_IN.routers",
@@ -583,7 +615,9 @@ func TestNATSIdentities(t *testing.T) {
 			"$JS.API.INFO",
 			"$JS.API.STREAM.INFO.BOTMESH_IN",
 			"$JS.API.STREAM.DELETE.BOTMESH_IN",
-			"$JS.API.DIRECT.GET.BOTMESH_OUT.bot.v1.out.web.gw1.t1",
+			"$JS.API.DIRECT.GET.BOTMESH_OUT_web.bot.v1.out.web.gw1.t1",
+			"bot.v1.keep.web",
+			"bot.v1.alive.web.gw1",
 			"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_IN.routers",
 			"$KV.botmesh_confirm.k1",
 			"$SRV.PING.botmesh-router",
@@ -657,15 +691,24 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 		t.Fatalf("retry: %+v %v", ack, err)
 	}
 	// The reply stream: the reply read back by a direct get of its subject.
-	s, err := g.js.Stream(ctx, outStream)
+	s, err := g.js.Stream(ctx, outStream+p)
 	if err != nil {
-		t.Fatalf("stream info %s: %v", outStream, err)
+		t.Fatalf("stream info %s: %v", outStream+p, err)
 	}
 	if !s.CachedInfo().Config.AllowDirect {
-		t.Fatalf("%s does not allow direct gets: the gateway would need STREAM.MSG.GET", outStream)
+		t.Fatalf("%s does not allow direct gets: the gateway would need STREAM.MSG.GET", outStream+p)
 	}
-	if rm, err := s.GetLastMsgForSubject(ctx, reply); err != nil || string(rm.Data) != "re: ping" {
+	// (The subscription may see the reply before the stream has stored it.)
+	rm, err := s.GetLastMsgForSubject(ctx, reply)
+	for i := 0; i < 20 && errors.Is(err, jetstream.ErrMsgNotFound); i++ {
+		time.Sleep(100 * time.Millisecond)
+		rm, err = s.GetLastMsgForSubject(ctx, reply)
+	}
+	if err != nil || string(rm.Data) != "re: ping" {
 		t.Fatalf("direct get of %s: %v %v", reply, rm, err)
+	}
+	if shared[p] {
+		testReplyConsumer(ctx, t, g, p, s, reply)
 	}
 	// A router is alive.
 	pong, err := g.nc.Request("$SRV.PING."+routerSvc, nil, 5*time.Second)
@@ -745,9 +788,22 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 		"$JS.API.STREAM.CREATE.KV_botmesh_gateway_seen",
 		"$JS.API.CONSUMER.CREATE.BOTMESH_IN.spy",
 		"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_IN.routers",
-		"$JS.API.DIRECT.GET.BOTMESH_OUT.bot.v1.out." + other + ".gw9.t1",
-		"$JS.API.DIRECT.GET.BOTMESH_OUT",
-		"$JS.API.STREAM.MSG.GET.BOTMESH_OUT",
+		"$JS.API.DIRECT.GET.BOTMESH_OUT_" + other + ".bot.v1.out." + other + ".gw9.t1",
+		"$JS.API.DIRECT.GET.BOTMESH_OUT_" + p,
+		"$JS.API.STREAM.MSG.GET.BOTMESH_OUT_" + p,
+		"$JS.API.STREAM.INFO.BOTMESH_OUT_" + other,
+		// Consumers are the routers' to make: a user who may create one
+		// can make it push the stream to any subject (deliver_subject).
+		"$JS.API.CONSUMER.CREATE.BOTMESH_OUT_" + p + ".spy.bot.v1.out." + p + ".>",
+		"$JS.API.CONSUMER.CREATE.BOTMESH_OUT_" + p,
+		"$JS.API.CONSUMER.DURABLE.CREATE.BOTMESH_OUT_" + p + ".spy",
+		"$JS.API.CONSUMER.DELETE.BOTMESH_OUT_" + p + ".gw_gw1",
+		"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_OUT_" + other + ".gw_gw9",
+		"$JS.API.CONSUMER.INFO.BOTMESH_OUT_" + other + ".gw_gw9",
+		"$JS.API.CONSUMER.LIST.BOTMESH_OUT_" + other,
+		"$JS.ACK.BOTMESH_OUT_" + other + ".gw_gw9.1.1.1.1.1",
+		"bot.v1.keep." + other,
+		"bot.v1.alive." + other + ".gw9",
 		"$JS.API.STREAM.INFO.BOTMESH_IN",
 		"$KV." + seenKV + "." + other + ".e1",
 		"$KV." + confirmKV + ".k1",
@@ -758,7 +814,7 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 	} {
 		g.mustNotPublish(subject)
 	}
-	for _, subject := range []string{"bot.v1.in.>", "bot.v1.audit.>", "$SRV.>", registryW, registryQ, ">"} {
+	for _, subject := range []string{"bot.v1.in.>", "bot.v1.audit.>", "$SRV.>", registryW, registryQ, ">", "bot.v1.alive." + other + ".>", "bot.v1.keep.>"} {
 		ch := g.mustNotSubscribe(subject)
 		defer empty(t, ch, role.user+"'s refused subscription to "+subject)
 	}
@@ -929,5 +985,62 @@ func TestNATSConfigNeedsEveryPassword(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// shared are the platforms whose gateways read their replies through a
+// consumer of the reply stream (any replica can post to a conversation).
+var shared = map[string]bool{"slack": true, "xmpp": true, "irc": true}
+
+// testReplyConsumer checks what a gateway of a shared platform does with
+// its reply consumer: asks the routers to make it, reads the stored reply
+// from it and acknowledges it, reads a sibling's, and answers and pings
+// siblings on the alive subjects.
+func testReplyConsumer(ctx context.Context, t *testing.T, g *client, p string, s jetstream.Stream, reply string) {
+	t.Helper()
+	if _, err := g.nc.Request(keepSubject+p, []byte("gw1"), 5*time.Second); err != nil {
+		t.Fatalf("ask the routers for the reply consumer: %v", err)
+	}
+	c, err := s.Consumer(ctx, "gw_gw1")
+	if err != nil {
+		t.Fatalf("consumer info: %v", err)
+	}
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatalf("fetch from the reply consumer: %v", err)
+	}
+	var got []string
+	for msg := range batch.Messages() {
+		got = append(got, msg.Subject()+" "+string(msg.Data()))
+		if err := msg.DoubleAck(ctx); err != nil {
+			t.Fatalf("acknowledge a reply: %v", err)
+		}
+	}
+	if err := batch.Error(); err != nil || len(got) != 1 || got[0] != reply+" re: ping" {
+		t.Fatalf("reply consumer gave %q, %v; want the stored reply", got, err)
+	}
+	// The consumers of the platform's reply stream are listed (a sibling
+	// looks for a gateway that is gone).
+	names := s.ListConsumers(ctx)
+	n := 0
+	for range names.Info() {
+		n++
+	}
+	if err := names.Err(); err != nil || n == 0 {
+		t.Fatalf("list reply consumers: %d, %v", n, err)
+	}
+	// Alive: a gateway subscribes to its alive subject; a sibling's
+	// request there gets "no responders" once it is gone.
+	if _, err := g.nc.Request(aliveSubject+p+".gw1", nil, time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("ping a gateway that is gone: %v, want %v", err, nats.ErrNoResponders)
+	}
+	sub, err := g.nc.Subscribe(aliveSubject+p+".gw1", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	g.flush()
+	if _, err := g.nc.Request(aliveSubject+p+".gw1", nil, 250*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("ping a live gateway: %v, want %v", err, nats.ErrTimeout)
 	}
 }

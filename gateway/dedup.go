@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/durable"
 	"sync"
 	"time"
 
@@ -38,7 +39,7 @@ func newDeduper(ctx context.Context, nc *nats.Conn, window time.Duration) (dedup
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
+	kv, err := durable.EnsureKeyValue(cctx, js, jetstream.KeyValueConfig{
 		Bucket:      DedupBucket,
 		Description: "event ids taken by botmesh gateways, for de-duplication of redeliveries",
 		TTL:         window,

@@ -2,12 +2,15 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/botmesh/botmesh/gateway"
+	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/meshtest"
@@ -31,7 +34,7 @@ func streams(t *testing.T, nc *nats.Conn) (jetstream.JetStream, jetstream.Consum
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := durable.EnsureReplyStream(ctx, js, 1); err != nil {
+	if _, err := durable.EnsureReplyStream(ctx, js, "test", 1); err != nil {
 		t.Fatal(err)
 	}
 	cons, err := in.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: durable.Consumer, AckPolicy: jetstream.AckExplicitPolicy})
@@ -61,7 +64,9 @@ func take(t *testing.T, cons jetstream.Consumer) (jetstream.Msg, *chatopsv1.Even
 
 func answer(t *testing.T, js jetstream.JetStream, ev *chatopsv1.Event, text string) {
 	t.Helper()
-	data, _ := proto.Marshal(&chatopsv1.Event{Type: chatopsv1.EventType_EVENT_TYPE_REPLY, Data: []byte(text), InReplyTo: ev.Id, Platform: ev.Platform})
+	// As a router's reply: to the message's conversation, thread and meta.
+	data, _ := proto.Marshal(&chatopsv1.Event{Type: chatopsv1.EventType_EVENT_TYPE_REPLY, Data: []byte(text), InReplyTo: ev.Id,
+		Platform: ev.Platform, Gateway: ev.Gateway, To: ev.To, Thread: ev.Thread, Meta: ev.Meta})
 	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: ev.ReplyTo, Header: durable.ReplyHeader(ev.ReplyTo), Data: data}); err != nil {
 		t.Fatal(err)
 	}
@@ -149,4 +154,119 @@ func TestReplyReadFromStreamAfterReconnect(t *testing.T) {
 		t.Fatalf("reply %s %q", rep.Type, rep.Data)
 	}
 	in.NoReply(t, 2*time.Second)
+}
+
+// startShared starts a gateway instance with a shared input of platform
+// "test" on its own NATS connection, which it returns: closing it is the
+// gateway's death as NATS sees it.
+func startShared(t *testing.T, s *server.Server, instance string) (*adaptertest.Input, *nats.Conn) {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := adaptertest.NewShared("test")
+	g, err := gateway.New(nc, []adapter.Input{in}, gateway.Config{Instance: instance, Delivery: durable.JetStream, AdoptAfter: time.Second, ShutdownGrace: 100 * time.Millisecond}, meshtest.Logger(t).With("instance", instance))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		nc.Close()
+		<-done
+	})
+	return in, nc
+}
+
+// waitConsumer waits until the reply stream has the consumer of instance.
+func waitConsumer(t *testing.T, js jetstream.JetStream, instance string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := js.Stream(context.Background(), durable.ReplyStream("test"))
+		if err == nil {
+			if _, err = s.Consumer(context.Background(), "gw_"+instance); err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reply consumer for %s: %v", instance, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A gateway replica of a shared platform (Slack, XMPP, IRC) dies while
+// commands it took still run: a sibling posts their replies, each once, and
+// not while the replica is alive.
+func TestSiblingPostsRepliesOfAGatewayThatIsGone(t *testing.T) {
+	s := meshtest.NATS(t)
+	nc := connect(t, s)
+	js, cons := streams(t, nc)
+	// Routers make the gateways' reply consumers.
+	svc, err := natsmicro.AddService(nc, natsmicro.Config{Name: durable.RouterService, Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = svc.Stop() }()
+	if err := svc.AddEndpoint("keep-replies", natsmicro.HandlerFunc(func(req natsmicro.Request) {
+		if err := durable.EnsureGatewayConsumer(context.Background(), js, "test", string(req.Data())); err != nil {
+			_ = req.Error("500", err.Error(), nil)
+			return
+		}
+		_ = req.Respond(nil)
+	}), natsmicro.WithEndpointSubject(durable.KeepSubject("test"))); err != nil {
+		t.Fatal(err)
+	}
+	a, anc := startShared(t, s, "gw-a")
+	b, _ := startShared(t, s, "gw-b")
+	waitConsumer(t, js, "gw-a")
+	waitConsumer(t, js, "gw-b")
+
+	// Alive: a's replies are a's to post.
+	a.Say("one")
+	m, ev := take(t, cons)
+	answer(t, js, ev, "one done")
+	_ = m.Ack()
+	if rep := a.Reply(t, 5*time.Second); string(rep.Data) != "one done" {
+		t.Fatalf("a posted %q", rep.Data)
+	}
+	b.NoReply(t, 3*time.Second)
+
+	// a takes three messages, then dies before their commands end.
+	const n = 3
+	var taken []*chatopsv1.Event
+	for i := range n {
+		a.Say(fmt.Sprintf("cmd %d", i))
+		m, ev := take(t, cons)
+		_ = m.Ack()
+		taken = append(taken, ev)
+	}
+	anc.Close()
+	died := time.Now()
+	for i, ev := range taken {
+		answer(t, js, ev, fmt.Sprintf("cmd %d done", i))
+	}
+	got := map[string]int{}
+	for range n {
+		rep := b.Reply(t, 10*time.Second)
+		got[string(rep.Data)]++
+		if rep.InReplyTo == "" || rep.To != "C1" {
+			t.Errorf("posted %q in reply to %q in %q, want the message's conversation", rep.Data, rep.InReplyTo, rep.To)
+		}
+	}
+	t.Logf("the sibling posted %d replies %s after the gateway died", n, time.Since(died).Round(100*time.Millisecond))
+	for i := range n {
+		if want := fmt.Sprintf("cmd %d done", i); got[want] != 1 {
+			t.Errorf("%q posted %d times by the sibling", want, got[want])
+		}
+	}
+	b.NoReply(t, 3*time.Second)
+	a.NoReply(t, 0)
 }

@@ -62,6 +62,11 @@ type Config struct {
 	// it. Negative turns de-duplication off. With JetStream delivery the
 	// stream does it instead, for its duplicate window (10 min).
 	DedupWindow time.Duration
+	// AdoptAfter is how long a sibling gateway of the same platform must
+	// not answer before this one posts the replies to the messages it had
+	// taken (inputs whose conversations any replica can post to: Slack,
+	// XMPP, IRC; JetStream delivery). Negative turns it off.
+	AdoptAfter time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -73,6 +78,7 @@ func DefaultConfig() Config {
 		DedupWindow:     10 * time.Minute,
 		Delivery:        durable.JetStream,
 		PublishTimeout:  30 * time.Second,
+		AdoptAfter:      10 * time.Second,
 	}
 }
 
@@ -84,6 +90,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown_grace", c.ShutdownGrace, "on SIGTERM, how long to wait for replies to messages already sent")
 	fs.StringVar(&c.Delivery, "delivery", c.Delivery, "how messages reach the routers: jetstream (durable) or core (at most once); must match the routers'")
 	fs.DurationVar(&c.PublishTimeout, "publish_timeout", c.PublishTimeout, "jetstream: how long a message is offered to the mesh while NATS does not acknowledge it (a restart, a leader election) before the user is told")
+	fs.DurationVar(&c.AdoptAfter, "adopt_after", c.AdoptAfter, "jetstream, slack/xmpp/irc: how long another gateway of the same platform must be unreachable before this one posts the replies to the messages it had taken (negative: never)")
 	fs.DurationVar(&c.DedupWindow, "dedup_window", c.DedupWindow, "how long event ids are remembered to drop platform redeliveries, with core delivery (negative: off; with jetstream the stream drops them for 10m)")
 }
 
@@ -100,6 +107,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = d.PublishTimeout
+	}
+	if c.AdoptAfter == 0 {
+		c.AdoptAfter = d.AdoptAfter
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = d.DedupWindow
@@ -142,6 +152,9 @@ type Gateway struct {
 	routers routerPing
 	mu      sync.Mutex
 	pending map[string]*pending // by reply token
+	// posting holds the replies being posted, by token: closed when
+	// posted.
+	posting map[string]chan struct{}
 	// answered holds the tokens whose final reply was posted, and by whom,
 	// so that a second reply to one message (a router redelivery) is
 	// dropped while a late reply after a timeout notice is still posted.
@@ -161,6 +174,10 @@ type running struct {
 type delivery struct {
 	ev    *chatopsv1.Event
 	final bool
+	// token and done, for a router's reply: done is closed once it is
+	// posted (a consumer's copy is acknowledged then).
+	token string
+	done  chan struct{}
 }
 
 type pending struct {
@@ -186,7 +203,7 @@ func New(nc *nats.Conn, inputs []adapter.Input, cfg Config, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
+	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, posting: map[string]chan struct{}{}, answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
 	names := map[string]bool{}
 	for _, in := range inputs {
 		if !chatopsv1.ValidToken(in.String()) || names[in.String()] {
@@ -249,14 +266,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if g.js != nil {
-		watchDone := make(chan struct{})
-		go func() {
-			defer close(watchDone)
-			g.watchReplies(runCtx)
-		}()
+		var watchers sync.WaitGroup
+		watchers.Go(func() { g.watchReplies(runCtx) })
+		for _, r := range g.inputs {
+			if shared(r) {
+				watchers.Go(func() { g.keepReplies(runCtx, r) })
+			}
+		}
 		defer func() {
 			cancel()
-			<-watchDone
+			watchers.Wait()
 		}()
 	}
 	errc := make(chan error, len(g.inputs))
@@ -688,13 +707,18 @@ func (g *Gateway) take(token string) *pending {
 	defer g.mu.Unlock()
 	p := g.pending[token]
 	if p != nil {
-		delete(g.pending, token)
-		p.timer.Stop()
-		if p.check != nil {
-			p.check.Stop()
-		}
+		g.untrack(token, p)
 	}
 	return p
+}
+
+// untrack ends the wait for the message of token; g.mu is held.
+func (g *Gateway) untrack(token string, p *pending) {
+	delete(g.pending, token)
+	p.timer.Stop()
+	if p.check != nil {
+		p.check.Stop()
+	}
 }
 
 func (g *Gateway) timeout(token string) {
@@ -715,12 +739,22 @@ func (g *Gateway) timeout(token string) {
 // onReply takes a reply from NATS: a final reply on
 // bot.v1.out.<instance>.<token>, a progress note one token deeper.
 func (g *Gateway) onReply(msg *nats.Msg) {
-	g.reply(msg.Subject, msg.Data, msg.Header, false)
+	g.reply(msg.Subject, msg.Data, msg.Header, fromSubscription)
 }
 
-// reply handles a reply; recovered says it was read from the reply stream
-// (one the subscription may have had already).
-func (g *Gateway) reply(subject string, data []byte, header nats.Header, recovered bool) {
+// Where a final reply came from.
+type source int
+
+const (
+	fromSubscription source = iota // the gateway's subscription (live)
+	fromLookup                     // looked up in the reply stream (recover)
+	fromConsumer                   // the gateway's own consumer of the reply stream
+	fromSibling                    // the consumer of a sibling that is gone
+)
+
+// reply handles a reply from the subscription or from a look-up in the
+// reply stream.
+func (g *Gateway) reply(subject string, data []byte, header nats.Header, src source) {
 	// bot.v1.out.<platform>.<instance>.<token>[.p]
 	token, progress := strings.CutSuffix(subject, ".p")
 	token = token[strings.LastIndexByte(token, '.')+1:]
@@ -742,42 +776,135 @@ func (g *Gateway) reply(subject string, data []byte, header nats.Header, recover
 		g.progress(token, rep)
 		return
 	}
-	p := g.take(token)
-	if p == nil {
-		if recovered {
-			return // the subscription had it
-		}
-		if by, ok := g.answered.get(token); !ok || by == answeredByRouter {
-			// A second reply to one message: a router took it again
-			// after another answered it. The user has the answer.
-			g.log.Info("duplicate reply dropped", "event", rep.GetInReplyTo(), "subject", subject)
-			g.metrics.replies.WithLabelValues(rep.GetPlatform(), "dropped_duplicate").Inc()
-			return
-		}
-		// Late, after the timeout notice: post it once, since the user
-		// may still want it.
-		g.answered.put(token, answeredByRouter)
-		g.log.Info("late reply", "event", rep.GetInReplyTo(), "subject", subject)
-		for _, r := range g.inputs {
-			if r.in.String() == rep.GetPlatform() {
-				g.metrics.replies.WithLabelValues(r.in.String(), "late").Inc()
-				g.deliverLate(r, rep)
-			}
+	g.final(nil, token, rep, src, nil)
+}
+
+// final posts a router's final reply to the message of token, once: the
+// first copy to arrive (from the subscription, a look-up, or a consumer of
+// the reply stream) is posted, and later ones are dropped. A consumer's
+// copy (m) is acknowledged once the reply is posted, so that a sibling
+// posts it if this gateway dies first. in is the input of a consumer's
+// platform; rep, if nil, is decoded from m when needed.
+func (g *Gateway) final(in *running, token string, rep *chatopsv1.Event, src source, m jetstream.Msg) {
+	g.mu.Lock()
+	if done := g.posting[token]; done != nil {
+		// Being posted right now.
+		g.mu.Unlock()
+		if m != nil {
+			go g.ackWhenPosted(in, m, done)
 		}
 		return
 	}
+	p := g.pending[token]
+	if p == nil {
+		by, ok := g.answered.get(token)
+		switch {
+		case ok && by == answeredByRouter:
+			// Posted already: a router answered it twice (after a
+			// redelivery), or this is a consumer's copy.
+			g.mu.Unlock()
+			if m != nil {
+				_ = m.Ack()
+			} else if src == fromSubscription {
+				g.log.Info("duplicate reply dropped", "subject", token)
+				g.metrics.replies.WithLabelValues(g.platformOf(in, rep), "dropped_duplicate").Inc()
+			}
+			return
+		case src == fromLookup:
+			g.mu.Unlock()
+			return // the subscription had it
+		case !ok && src == fromSubscription:
+			// Not this process's message (an instance of the same name
+			// that restarted): its consumer's copy is posted, if it has
+			// one.
+			g.mu.Unlock()
+			return
+		}
+	}
+	if rep == nil {
+		rep = &chatopsv1.Event{}
+		if err := proto.Unmarshal(m.Data(), rep); err != nil {
+			g.mu.Unlock()
+			g.log.Warn("dropping malformed reply", "subject", m.Subject(), "bytes", len(m.Data()), "err", err)
+			_ = m.Term()
+			return
+		}
+	}
+	r := in
+	if p != nil {
+		r = p.r
+		g.untrack(token, p)
+	}
+	if r == nil {
+		r = g.inputFor(rep.GetPlatform())
+	}
+	if r == nil {
+		g.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	g.posting[token] = done
 	g.answered.put(token, answeredByRouter)
+	g.mu.Unlock()
+
 	kind := "reply"
-	if rep.GetType() == chatopsv1.EventType_EVENT_TYPE_ERROR {
+	switch {
+	case p == nil && src == fromSibling:
+		kind = "adopted"
+		g.log.Info("posting the reply of a gateway that is gone", "event", rep.GetInReplyTo(), "gateway", rep.GetGateway())
+	case p == nil:
+		kind = "late"
+		g.log.Info("late reply", "event", rep.GetInReplyTo(), "token", token)
+	case src != fromSubscription:
+		kind = "recovered"
+		g.log.Info("reply read from the reply stream", "event", rep.GetInReplyTo(), "waited", time.Since(p.sent).Round(time.Millisecond))
+	case rep.GetType() == chatopsv1.EventType_EVENT_TYPE_ERROR:
 		kind = "error"
 	}
-	if recovered {
-		g.log.Info("reply read from the reply stream", "event", rep.GetInReplyTo(), "waited", time.Since(p.sent).Round(time.Millisecond))
-		kind = "recovered"
+	g.metrics.replies.WithLabelValues(r.in.String(), kind).Inc()
+	if p != nil {
+		g.observeReply(r, p)
 	}
-	g.metrics.replies.WithLabelValues(p.r.in.String(), kind).Inc()
-	g.observeReply(p.r, p)
-	g.deliver(p.r, rep, true)
+	if m != nil {
+		go g.ackWhenPosted(r, m, done)
+	}
+	select {
+	case r.out <- delivery{ev: rep, final: p != nil, token: token, done: done}:
+	case <-r.closed:
+		g.log.Warn("reply after the input stopped; dropped", "event", rep.GetInReplyTo())
+	}
+}
+
+// ackWhenPosted acknowledges a reply stream's copy of a reply once the reply
+// is posted; if the input stops first, the copy stays for a sibling.
+func (g *Gateway) ackWhenPosted(r *running, m jetstream.Msg, done <-chan struct{}) {
+	var closed <-chan struct{}
+	if r != nil {
+		closed = r.closed
+	}
+	select {
+	case <-done:
+		_ = m.Ack()
+	case <-closed:
+	}
+}
+
+// platformOf names the platform of a reply for metrics.
+func (g *Gateway) platformOf(in *running, rep *chatopsv1.Event) string {
+	if in != nil {
+		return in.in.String()
+	}
+	return rep.GetPlatform()
+}
+
+// inputFor returns the running input of platform, or nil.
+func (g *Gateway) inputFor(platform string) *running {
+	for _, r := range g.inputs {
+		if r.in.String() == platform {
+			return r
+		}
+	}
+	return nil
 }
 
 // deadlineMargin is how long after the router's deadline the gateway still
@@ -810,80 +937,6 @@ func (g *Gateway) progress(token string, rep *chatopsv1.Event) {
 // deadlineKey is the meta key of a progress note carrying the router's
 // deadline for the message, in Unix milliseconds (router.DeadlineKey).
 const deadlineKey = "botmesh.deadline"
-
-// recheckAfter is how old a pending message is before the reply stream is
-// asked for its reply, and how often again after that.
-const recheckAfter = 5 * time.Second
-
-// watchReplies reads from the reply stream the replies the subscription
-// missed: after NATS reconnects, every pending message's; otherwise those of
-// messages pending for longer than recheckAfter (a reply lost on the way
-// from a NATS node that failed).
-func (g *Gateway) watchReplies(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	reconnects := g.nc.Stats().Reconnects
-	all := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if n := g.nc.Stats().Reconnects; n != reconnects {
-			reconnects, all = n, true
-		}
-		if !g.nc.IsConnected() {
-			continue
-		}
-		if err := g.recover(ctx, all); err != nil {
-			g.log.Debug("reply stream not readable yet", "err", err)
-			continue
-		}
-		all = false
-	}
-}
-
-// recoverBatch bounds the replies looked up in one round.
-const recoverBatch = 512
-
-// recover asks the reply stream for the replies of pending messages (all,
-// or those pending for long) and handles those it has.
-func (g *Gateway) recover(ctx context.Context, all bool) error {
-	now := time.Now()
-	var due []string // reply subjects
-	g.mu.Lock()
-	for _, p := range g.pending {
-		if len(due) == recoverBatch {
-			break
-		}
-		if all || now.Sub(p.sent) > recheckAfter && now.Sub(p.checked) > recheckAfter {
-			p.checked = now
-			due = append(due, p.ev.GetReplyTo())
-		}
-	}
-	g.mu.Unlock()
-	if len(due) == 0 {
-		return nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	stream, err := g.js.Stream(sctx, durable.ReplyStream)
-	if err != nil {
-		return err
-	}
-	for _, subject := range due {
-		m, err := stream.GetLastMsgForSubject(sctx, subject)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-		case err != nil:
-			return err
-		default:
-			g.reply(subject, m.Data, m.Header, true)
-		}
-	}
-	return nil
-}
 
 // answer replies to ev from the gateway itself, with an error, and counts
 // the message as answered.
@@ -919,15 +972,6 @@ func (g *Gateway) deliver(r *running, ev *chatopsv1.Event, final bool) {
 	}
 }
 
-func (g *Gateway) deliverLate(r *running, ev *chatopsv1.Event) {
-	select {
-	case r.out <- delivery{ev: ev}:
-	case <-r.closed:
-	default:
-		g.log.Warn("late reply dropped: queue full", "event", ev.GetInReplyTo())
-	}
-}
-
 // send posts the replies queued for r until the gateway stops.
 func (g *Gateway) send(r *running) {
 	for {
@@ -938,6 +982,14 @@ func (g *Gateway) send(r *running) {
 				g.log.Error("posting reply failed", "input", r.in.String(), "event", d.ev.GetInReplyTo(), "err", err)
 			}
 			cancel()
+			if d.done != nil {
+				g.mu.Lock()
+				if g.posting[d.token] == d.done {
+					delete(g.posting, d.token)
+				}
+				g.mu.Unlock()
+				close(d.done)
+			}
 			if d.final {
 				r.wg.Done()
 			}

@@ -123,7 +123,7 @@ func TestDurableAnsweredNotRunTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := durable.EnsureReplyStream(ctx, js, 1); err != nil {
+	if _, err := durable.EnsureReplyStream(ctx, js, "test", 1); err != nil {
 		t.Fatal(err)
 	}
 	// The first router: it takes the message, "runs" it, stores its
@@ -182,5 +182,64 @@ func TestDurableAnsweredNotRunTwice(t *testing.T) {
 	}
 	if n := calls.Load(); n != 0 {
 		t.Errorf("the command ran %d times after its reply was stored, want 0", n)
+	}
+}
+
+// A gateway asks the routers for its reply consumer: the router makes it
+// in the reply stream of the platform the request's subject names (NATS
+// permissions let a gateway ask only for its own), filtered on that
+// gateway instance's replies; a request it cannot honour gets an error.
+// An old single reply stream is removed when a router starts.
+func TestRouterMakesGatewayReplyConsumers(t *testing.T) {
+	s := meshtest.NATS(t)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: durable.OldReplyStream, Subjects: []string{"bot.v1.out.*.*.*"}}); err != nil {
+		t.Fatal(err)
+	}
+	newEnvOn(t, s, router.Config{})
+	if _, err := js.Stream(ctx, durable.OldReplyStream); err == nil {
+		t.Error("the old reply stream is still there: its subjects overlap the platforms' streams")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := durable.RequestGatewayConsumer(rctx, nc, "slack", "gw-7"); err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	c, err := js.Consumer(ctx, durable.ReplyStream("slack"), durable.GatewayConsumer("gw-7"))
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	if got, want := c.CachedInfo().Config.FilterSubject, "bot.v1.out.slack.gw-7.*"; got != want {
+		t.Errorf("filter %q, want %q", got, want)
+	}
+	// A reply to gw-7 is in it; another instance's is not.
+	for _, to := range []string{chatopsv1.ReplySubject("slack", "gw-8", "t1"), chatopsv1.ReplySubject("slack", "gw-7", "t2")} {
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: []byte(to)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch, err := c.Fetch(2, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, m.Subject())
+	}
+	if len(got) != 1 || got[0] != chatopsv1.ReplySubject("slack", "gw-7", "t2") {
+		t.Errorf("consumer gave %q, want gw-7's reply alone", got)
+	}
+	// An instance that is not one subject token is refused.
+	if err := durable.RequestGatewayConsumer(rctx, nc, "slack", "gw.*"); err == nil || !strings.Contains(err.Error(), "could not make") {
+		t.Errorf("request for instance %q: %v, want a refusal", "gw.*", err)
 	}
 }

@@ -197,9 +197,12 @@ type Router struct {
 	limiter *ratelimit.Limiter
 	store   atomic.Pointer[confirmStore]
 	audit   atomic.Pointer[audit.Recorder]
-	js      jetstream.JetStream // with JetStream delivery: the reply stream's
+	js      jetstream.JetStream // with JetStream delivery: the reply streams'
 	claims  *durable.Claims     // with JetStream delivery
-	svcID   string              // this router's id in the NATS service API
+	// outStreams holds the platforms whose reply stream this router made
+	// sure of.
+	outStreams sync.Map
+	svcID      string // this router's id in the NATS service API
 
 	silentMu sync.Mutex
 	silent   map[string]time.Time // router id → first unanswered ping
@@ -324,6 +327,12 @@ func (r *Router) Run(ctx context.Context) error {
 	} else {
 		r.svcID = svc.Info().ID
 		defer func() { _ = svc.Stop() }()
+		if r.js != nil {
+			// Gateways of shared platforms ask for their reply consumer.
+			if err := svc.AddEndpoint("keep-replies", natsmicro.HandlerFunc(r.keepReplies), natsmicro.WithEndpointSubject(durable.KeepSubjectPrefix+"*")); err != nil {
+				r.log.Warn("gateways cannot get their reply consumers: a gateway that dies leaves its replies unposted", "err", err)
+			}
+		}
 	}
 	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m) }); err != nil {
 		return err
@@ -380,8 +389,17 @@ func (r *Router) useJetStream(ctx context.Context) {
 	}
 	if r.cfg.Delivery == durable.JetStream {
 		if err := durable.Setup(jctx, func(ctx context.Context) error {
-			_, err := durable.EnsureReplyStream(ctx, js, replicas)
-			return err
+			if removed, err := durable.RemoveOldReplyStream(ctx, js); err != nil {
+				return err
+			} else if removed {
+				r.log.Info("removed the reply stream of an earlier botmesh version; replies are now kept per platform", "stream", durable.OldReplyStream)
+			}
+			for _, p := range durable.ReplyPlatforms {
+				if err := r.ensureOut(ctx, js, p); err != nil {
+					return err
+				}
+			}
+			return nil
 		}); err != nil {
 			r.log.Warn("replies go on core NATS only: a NATS failure can lose one", "err", err)
 		} else {
@@ -598,6 +616,40 @@ func (r *Router) answered(ctx context.Context, to string) bool {
 	return ok
 }
 
+// keepReplies makes the reply stream consumer a gateway asks for: its
+// platform is the request's subject's (NATS permissions let a gateway
+// publish only its own), its instance the body.
+func (r *Router) keepReplies(req natsmicro.Request) {
+	platform := strings.TrimPrefix(req.Subject(), durable.KeepSubjectPrefix)
+	instance := string(req.Data())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := durable.Setup(ctx, func(ctx context.Context) error {
+		if err := r.ensureOut(ctx, r.js, platform); err != nil {
+			return err
+		}
+		return durable.EnsureGatewayConsumer(ctx, r.js, platform, instance)
+	})
+	if err != nil {
+		r.log.Warn("reply consumer for a gateway not made", "platform", platform, "gateway", instance, "err", err)
+		_ = req.Error("500", "reply consumer not made", nil)
+		return
+	}
+	_ = req.Respond(nil)
+}
+
+// ensureOut makes sure platform's reply stream exists.
+func (r *Router) ensureOut(ctx context.Context, js jetstream.JetStream, platform string) error {
+	if _, ok := r.outStreams.Load(platform); ok {
+		return nil
+	}
+	if _, err := durable.EnsureReplyStream(ctx, js, platform, r.cfg.JetStream.Stream.Replicas); err != nil {
+		return err
+	}
+	r.outStreams.Store(platform, struct{}{})
+	return nil
+}
+
 // storeTimeout bounds how long a router tries to store a reply in the reply
 // stream (through a NATS restart or a leader election).
 const storeTimeout = 30 * time.Second
@@ -615,6 +667,9 @@ func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Eve
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
+	if err := durable.Setup(sctx, func(ctx context.Context) error { return r.ensureOut(ctx, r.js, chatopsv1.ReplyPlatform(to)) }); err != nil {
+		r.log.Warn("reply stream not set up; storing the reply anyway", "subject", to, "err", err)
+	}
 	if _, err := durable.Publish(sctx, r.js, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: data}); err != nil {
 		r.log.Error("reply not stored; sending it on core NATS", "subject", to, "event", reply.GetInReplyTo(), "err", err)
 		_ = r.m.NATS().Publish(to, data)

@@ -71,6 +71,16 @@ type Healther interface {
 	Healthy() error
 }
 
+// Shared is an Input whose conversations any replica of the gateway can
+// post to: the platform holds the conversation (a Slack channel, an XMPP
+// chat, an IRC channel), not the gateway process. When a replica dies, a
+// sibling of the same platform posts the replies to the messages it had
+// taken. (A web chat session lives in one gateway process: it is not
+// shared.)
+type Shared interface {
+	SharedConversations() bool
+}
+
 // ErrClosed is returned by Recv after Stop or Close.
 var ErrClosed = errors.New("adapter: input closed")
 

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/durable"
 	"log/slog"
 	"strings"
 	"time"
@@ -143,7 +144,7 @@ func New(ctx context.Context, log *slog.Logger, js jetstream.JetStream, cfg Stre
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	_, err := durable.EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "botmesh audit records",
 		Subjects:    []string{SubjectPrefix + ">"},

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/durable"
 	"sync"
 	"time"
 
@@ -49,7 +50,7 @@ func NewKV(ctx context.Context, js jetstream.JetStream, window time.Duration, re
 	if replicas <= 0 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := durable.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "botmesh commands waiting for their author's confirmation",
 		TTL:         window,

@@ -95,16 +95,15 @@ func (j *JetStream) Start(ctx context.Context, h Handler) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, durable.SetupTimeout)
 	defer cancel()
-	var stream jetstream.Stream
-	if err := durable.Setup(sctx, func(ctx context.Context) (err error) {
-		stream, err = durable.EnsureStream(ctx, js, j.cfg.Stream)
+	if err := durable.Setup(sctx, func(ctx context.Context) error {
+		_, err := durable.EnsureStream(ctx, js, j.cfg.Stream)
 		return err
 	}); err != nil {
 		return err
 	}
 	var cons jetstream.Consumer
 	if err := durable.Setup(sctx, func(ctx context.Context) (err error) {
-		cons, err = stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		cons, err = durable.EnsureConsumer(ctx, js, durable.Stream, jetstream.ConsumerConfig{
 			Durable:       durable.Consumer,
 			Description:   "botmesh routers",
 			AckPolicy:     jetstream.AckExplicitPolicy,

@@ -30,7 +30,7 @@ type Claims struct{ kv jetstream.KeyValue }
 // EnsureClaims creates the claims bucket, or updates it, with replicas
 // copies.
 func EnsureClaims(ctx context.Context, js jetstream.JetStream, replicas int) (*Claims, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      ClaimBucket,
 		Description: "botmesh routers' claims on the messages they run",
 		TTL:         ClaimTTL,

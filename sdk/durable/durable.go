@@ -77,7 +77,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = d.MaxAge
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "botmesh inbound chat messages, kept until a router answers them",
 		Subjects:    []string{chatopsv1.SubjectInAll},
@@ -110,23 +110,42 @@ func RoutersAlive(nc *nats.Conn, wait time.Duration) bool {
 	return !errors.Is(err, nats.ErrNoResponders)
 }
 
-// ReplyStream keeps the routers' final replies, so that a reply is not lost
-// when a NATS node or the connection of the gateway that waits for it fails
-// (the gateway reads what it missed from the stream), and so that a router
-// handed a message again can see that it was answered already.
-const ReplyStream = "BOTMESH_OUT"
+// ReplyStreamPrefix starts the names of the reply streams. Each platform's
+// final replies are kept in a stream of their own, BOTMESH_OUT_<platform>
+// (subjects bot.v1.out.<platform>.*.*), so that a reply is not lost when a
+// NATS node, the connection of the gateway that waits for it, or that
+// gateway itself fails (the gateway, or a sibling of the same platform,
+// reads it from the stream), and so that a router handed a message again
+// can see that it was answered already. One stream per platform lets NATS
+// permissions give a gateway its own platform's replies and no other's.
+const ReplyStreamPrefix = "BOTMESH_OUT_"
 
-// ReplyMaxAge is how long the reply stream keeps a reply: longer than a
+// OldReplyStream is the one reply stream of earlier botmesh versions, for
+// every platform. Its subjects overlap the per-platform streams', so
+// routers remove it (its replies are at most an hour old, and only for
+// messages answered before the upgrade).
+const OldReplyStream = "BOTMESH_OUT"
+
+// ReplyStream returns the name of the stream that keeps platform's replies.
+func ReplyStream(platform string) string { return ReplyStreamPrefix + platform }
+
+// ReplyPlatforms are the platforms whose reply streams routers create when
+// they start; a router creates another platform's the first time it
+// answers one of its messages.
+var ReplyPlatforms = []string{"web", "slack", "xmpp", "irc", "shell", "cli"}
+
+// ReplyMaxAge is how long a reply stream keeps a reply: longer than a
 // message may wait in the inbound stream plus the longest command.
 const ReplyMaxAge = time.Hour
 
-// EnsureReplyStream creates the reply stream, or updates it, with replicas
-// copies.
-func EnsureReplyStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        ReplyStream,
-		Description: "botmesh final replies, kept so that none is lost on the way to its gateway",
-		Subjects:    []string{chatopsv1.SubjectOutFinal},
+// EnsureReplyStream creates platform's reply stream, or updates it, with
+// replicas copies.
+func EnsureReplyStream(ctx context.Context, js jetstream.JetStream, platform string, replicas int) (jetstream.Stream, error) {
+	name := ReplyStream(platform)
+	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
+		Name:        name,
+		Description: "botmesh final replies to " + platform + " messages, kept so that none is lost on the way to a gateway",
+		Subjects:    []string{chatopsv1.SubjectOutPrefix + platform + ".*.*"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
@@ -142,15 +161,29 @@ func EnsureReplyStream(ctx context.Context, js jetstream.JetStream, replicas int
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return nil, ErrNoJetStream
 		}
-		return nil, fmt.Errorf("durable: stream %s: %w", ReplyStream, err)
+		return nil, fmt.Errorf("durable: stream %s: %w", name, err)
 	}
 	return s, nil
 }
 
-// Answered reports whether the reply stream holds a final reply on subject
+// RemoveOldReplyStream deletes the reply stream of earlier versions, if
+// there is one; it reports whether it did.
+func RemoveOldReplyStream(ctx context.Context, js jetstream.JetStream) (bool, error) {
+	err := js.DeleteStream(ctx, OldReplyStream)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("durable: remove the old stream %s: %w", OldReplyStream, err)
+	}
+}
+
+// Answered reports whether a reply stream holds a final reply on subject
 // (a message's reply_to). An error means it could not tell.
 func Answered(ctx context.Context, js jetstream.JetStream, subject string) (bool, error) {
-	s, err := js.Stream(ctx, ReplyStream)
+	s, err := js.Stream(ctx, ReplyStream(chatopsv1.ReplyPlatform(subject)))
 	if err != nil {
 		return false, err
 	}

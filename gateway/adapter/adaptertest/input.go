@@ -19,6 +19,7 @@ import (
 // Input is an in-memory adapter.Input and adapter.Conn.
 type Input struct {
 	name    string
+	shared  bool
 	msgs    chan *chatopsv1.Event
 	replies chan *chatopsv1.Event
 	end     chan struct{}
@@ -42,6 +43,17 @@ func New(name string) *Input {
 		stopped: make(chan struct{}),
 	}
 }
+
+// NewShared returns an input called name whose conversations any gateway
+// replica can post to (adapter.Shared), as Slack's.
+func NewShared(name string) *Input {
+	i := New(name)
+	i.shared = true
+	return i
+}
+
+// SharedConversations reports whether the input was made by NewShared.
+func (i *Input) SharedConversations() bool { return i.shared }
 
 // Say queues text as a message from user U1 in conversation C1 and returns
 // its event id.

@@ -156,6 +156,10 @@ func NewWithConfig(cfg Config) *Input {
 // String implements adapter.Input.
 func (in *Input) String() string { return Name }
 
+// SharedConversations reports that a sibling replica can post this input's
+// replies (every replica joins the same channels; a private reply comes from its nick).
+func (in *Input) SharedConversations() bool { return true }
+
 // Flags implements adapter.Input.
 func (in *Input) Flags(fs *flag.FlagSet) {
 	c := &in.cfg

@@ -118,6 +118,10 @@ func NewInput(opts ...Option) *Input {
 // String implements adapter.Input.
 func (in *Input) String() string { return Name }
 
+// SharedConversations reports that a sibling replica can post this input's
+// replies (any replica posts with the bot token).
+func (in *Input) SharedConversations() bool { return true }
+
 // Flags implements adapter.Input.
 func (in *Input) Flags(fs *flag.FlagSet) { in.cfg.registerFlags(fs, &in.files) }
 

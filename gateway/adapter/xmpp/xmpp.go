@@ -137,6 +137,10 @@ func NewWithConfig(cfg Config) *Input {
 // String implements adapter.Input.
 func (in *Input) String() string { return Name }
 
+// SharedConversations reports that a sibling replica can post this input's
+// replies (every replica logs in with the same JID and joins the same rooms).
+func (in *Input) SharedConversations() bool { return true }
+
 // Flags implements adapter.Input. The --hipchat_* flags are aliases that
 // set the same values, so Micro Bot command lines keep working.
 func (in *Input) Flags(fs *flag.FlagSet) {

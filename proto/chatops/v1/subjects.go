@@ -16,10 +16,6 @@ const (
 	// nowhere else. The platform comes first so that NATS permissions can
 	// give a gateway of one platform its replies and no others.
 	SubjectOutPrefix = "bot.v1.out."
-	// SubjectOutFinal matches the final replies: the reply stream keeps
-	// them. Progress notes go one token deeper (ProgressSubject) and are
-	// not kept.
-	SubjectOutFinal = SubjectOutPrefix + "*.*.*"
 )
 
 // SubjectIn returns the subject on which a gateway publishes a message from
@@ -40,6 +36,14 @@ func PlatformOf(subject string) string {
 // replies to its input for platform (a wildcard over its reply tokens).
 func SubjectOut(platform, gateway string) string {
 	return SubjectOutPrefix + platform + "." + gateway + ".>"
+}
+
+// SubjectOutFinal returns the subject that matches the final replies to a
+// gateway instance's input for platform: the platform's reply stream keeps
+// them. Progress notes go one token deeper (ProgressSubject) and are not
+// kept.
+func SubjectOutFinal(platform, gateway string) string {
+	return SubjectOutPrefix + platform + "." + gateway + ".*"
 }
 
 // ReplySubject returns the reply subject for message token of a gateway

@@ -89,6 +89,8 @@ type Message struct {
 	ResponseURL  string
 	// File is the uploaded file of a files.completeUploadExternal.
 	File *File
+	// PostedAt is when the fake took it.
+	PostedAt time.Time
 }
 
 // File is an uploaded file.
@@ -268,6 +270,7 @@ func (s *Server) NoPost(t testing.TB, d time.Duration) {
 }
 
 func (s *Server) record(m Message) {
+	m.PostedAt = time.Now()
 	s.mu.Lock()
 	s.posts = append(s.posts, m)
 	s.mu.Unlock()

@@ -1,0 +1,45 @@
+package durable
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Creating what is already there. nats.go's CreateOrUpdate* functions try
+// an update first and create on "not found"; two routers starting at once
+// on a fresh NATS cluster then send an update and a create for the same
+// stream together, and nats-server (2.15.2) stops answering stream and
+// consumer requests for a while (every later create timed out for over a
+// minute in e2e's TestStreamsCreatedConcurrently). A create of a stream,
+// bucket or consumer with the config it already has succeeds, so these
+// create first and update only what exists with another config.
+
+// EnsureStreamConfig creates the stream of cfg, or updates it to cfg.
+func EnsureStreamConfig(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.UpdateStream(ctx, cfg)
+	}
+	return s, err
+}
+
+// EnsureKeyValue creates the bucket of cfg, or updates it to cfg.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.UpdateKeyValue(ctx, cfg)
+	}
+	return kv, err
+}
+
+// EnsureConsumer creates the durable consumer of cfg on stream, or updates
+// it to cfg.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := js.CreateConsumer(ctx, stream, cfg)
+	if errors.Is(err, jetstream.ErrConsumerExists) {
+		return js.UpdateConsumer(ctx, stream, cfg)
+	}
+	return c, err
+}
