@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -47,6 +48,36 @@ func kubeDocuments(t *testing.T) []kubeDocument {
 		}
 	}
 	return docs
+}
+
+// workloads returns the pod templates of every Deployment and StatefulSet
+// by name, with the replicas each runs once applied.
+func workloads(t *testing.T) map[string]workload {
+	t.Helper()
+	out := map[string]workload{}
+	for _, d := range kubeDocuments(t) {
+		switch d.kind {
+		case "Deployment":
+			var o appsv1.Deployment
+			if err := strictDecode([]byte(d.text), &o); err != nil {
+				t.Fatalf("%s %s: %v", d.file, d.name, err)
+			}
+			out[o.Name] = workload{d, replicasOf(o.Spec.Replicas), o.Spec.Template.Spec}
+		case "StatefulSet":
+			var o appsv1.StatefulSet
+			if err := strictDecode([]byte(d.text), &o); err != nil {
+				t.Fatalf("%s %s: %v", d.file, d.name, err)
+			}
+			out[o.Name] = workload{d, replicasOf(o.Spec.Replicas), o.Spec.Template.Spec}
+		}
+	}
+	return out
+}
+
+type workload struct {
+	doc      kubeDocument
+	replicas int32
+	pod      corev1.PodSpec
 }
 
 // replicasOf is the API's default: 1 when not given.
