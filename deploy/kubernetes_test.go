@@ -1,13 +1,17 @@
 package deploy
 
-// What a newcomer meets with deploy/kubernetes before anything runs: what
-// runs by default reads no empty secret; the web chat's Ingress reaches
-// the web gateway's port. The tests that run servers are
-// kubernetes_probes_test.go (NATS) and kubernetes_web_test.go (the web
-// gateway behind the Ingress).
+// What a newcomer meets with deploy/kubernetes before anything runs: the
+// images the manifests name are the ones `make images` builds and the
+// README loads into kind or k3s; what runs by default reads no empty
+// secret; the web chat's Ingress reaches the web gateway's port. The
+// tests that run servers are kubernetes_probes_test.go (NATS) and
+// kubernetes_web_test.go (the web gateway behind the Ingress).
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -65,6 +69,110 @@ func TestKubernetesOptionalPartsOff(t *testing.T) {
 				t.Errorf("%s without 30-ingress.yaml: %v", name, err)
 			}
 		}
+	}
+}
+
+// imagesBuilt returns the images deploy/images.sh builds by default: one
+// per entry of its bins table, with its default tag.
+func imagesBuilt(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("images.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(b)
+	tag := regexp.MustCompile(`(?m)^tag="\$\{1:-([^}]+)\}"$`).FindStringSubmatch(src)
+	table := regexp.MustCompile(`(?s)declare -A bins=\((.*?)\n\)`).FindStringSubmatch(src)
+	if tag == nil || table == nil {
+		t.Fatal("images.sh: no default tag or no bins table")
+	}
+	var images []string
+	for _, m := range regexp.MustCompile(`\[([a-z0-9-]+)\]=`).FindAllStringSubmatch(table[1], -1) {
+		images = append(images, "botmesh/"+m[1]+":"+tag[1])
+	}
+	return images
+}
+
+// readmeCommands returns the shell command lines of deploy/kubernetes/
+// README.md that start with prefix, continuation lines joined.
+func readmeCommands(t *testing.T, prefix string) []string {
+	t.Helper()
+	b, err := os.ReadFile("kubernetes/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(strings.ReplaceAll(string(b), "\\\n", " "), "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, prefix) {
+			out = append(out, strings.Join(strings.Fields(line), " "))
+		}
+	}
+	return out
+}
+
+// The manifests run the images `make images` builds, never pull them, and
+// the README's commands load exactly those images into kind and k3s.
+func TestKubernetesImages(t *testing.T) {
+	built := imagesBuilt(t)
+	var used []string
+	for name, w := range workloads(t) {
+		for _, c := range w.pod.Containers {
+			if !slices.Contains(built, c.Image) {
+				t.Errorf("%s: image %s is not one `make images` builds (%v)", name, c.Image, built)
+			}
+			if c.ImagePullPolicy != corev1.PullIfNotPresent && c.ImagePullPolicy != corev1.PullNever {
+				t.Errorf("%s: imagePullPolicy %q: a loaded image must not be pulled", name, c.ImagePullPolicy)
+			}
+			if !slices.Contains(used, c.Image) {
+				used = append(used, c.Image)
+			}
+		}
+	}
+	slices.Sort(used)
+
+	imagesIn := func(cmd string) []string {
+		var out []string
+		for _, f := range strings.Fields(cmd) {
+			if strings.HasPrefix(f, "botmesh/") {
+				out = append(out, f)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	kind := readmeCommands(t, "kind load docker-image ")
+	if len(kind) != 1 {
+		t.Fatalf("README: %d `kind load docker-image` commands, want 1", len(kind))
+	}
+	if got := imagesIn(kind[0]); !slices.Equal(got, used) {
+		t.Errorf("README's kind command loads %v, the manifests use %v", got, used)
+	}
+	k3s := readmeCommands(t, "docker save ")
+	if len(k3s) != 1 || !strings.HasSuffix(k3s[0], " | sudo k3s ctr images import -") {
+		t.Fatalf("README: want one `docker save … | sudo k3s ctr images import -`, have %q", k3s)
+	}
+	if got := imagesIn(k3s[0]); !slices.Equal(got, used) {
+		t.Errorf("README's k3s command imports %v, the manifests use %v", got, used)
+	}
+}
+
+// The README applies every file of deploy/kubernetes, in the order of
+// their names (namespace, Secret, NATS, the mesh, the optional Ingress).
+func TestKubernetesReadmeApplyOrder(t *testing.T) {
+	files, _ := filepath.Glob("kubernetes/*.yaml")
+	var want []string
+	for _, f := range files {
+		want = append(want, "kubectl apply -f deploy/kubernetes/"+filepath.Base(f))
+	}
+	var got []string
+	for _, c := range readmeCommands(t, "kubectl apply -f ") {
+		c, _, _ = strings.Cut(c, " #")
+		if !slices.Contains(got, c) {
+			got = append(got, c)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("README applies\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
