@@ -150,7 +150,13 @@ func TestIntegrationKubernetesNATSProbes(t *testing.T) {
 		}
 		args := slices.Clone(c.Args)
 		args[confArg] = file
-		nodes[i] = startProcess(t, bin, pod, args, env)
+		p := startProcess(t, bin, pod, args, env)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s output:\n%s", pod, p.output())
+			}
+		})
+		nodes[i] = p
 	}
 	// ask is the kubelet's HTTP probe of node i: success is 200 to 399.
 	ask := func(i int, which string) (bool, string) {
@@ -304,12 +310,6 @@ func TestIntegrationKubernetesNATSProbes(t *testing.T) {
 	phase(fmt.Sprintf("stream info after %.1fs", time.Since(back).Seconds()))
 	if info.State.Msgs != 1 {
 		t.Fatalf("the stream after the restart: %+v", info.State)
-	}
-
-	if t.Failed() {
-		for i, n := range nodes {
-			t.Logf("nats-%d output:\n%s", i, n.output())
-		}
 	}
 }
 
