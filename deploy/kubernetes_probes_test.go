@@ -398,33 +398,17 @@ func httpProbe(p *corev1.Probe, port int) (bool, string) {
 	return rsp.StatusCode >= 200 && rsp.StatusCode < 400, fmt.Sprintf("%d %s", rsp.StatusCode, bytes.TrimSpace(body))
 }
 
-var (
-	natsServerOnce sync.Once
-	natsServerBin  string
-	natsServerErr  error
-)
-
 // buildNATSServer builds nats-server from the version deploy/go.mod pins
-// (once per test binary; go build caches it after the first run).
+// (go build caches it after the first run).
 func buildNATSServer(t *testing.T) string {
 	t.Helper()
-	natsServerOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "botmesh-nats-server-")
-		if err != nil {
-			natsServerErr = err
-			return
-		}
-		natsServerBin = filepath.Join(dir, "nats-server")
-		cmd := exec.Command("go", "build", "-o", natsServerBin, "github.com/nats-io/nats-server/v2")
-		cmd.Env = append(os.Environ(), "GOWORK=off")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			natsServerErr = fmt.Errorf("go build nats-server: %v\n%s", err, out)
-		}
-	})
-	if natsServerErr != nil {
-		t.Fatal(natsServerErr)
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
 	}
-	return natsServerBin
+	return bin
 }
 
 // process is one running server (nats-server, gateway).
