@@ -16,6 +16,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -255,6 +256,8 @@ func TestKubernetesManifests(t *testing.T) {
 				obj = &appsv1.StatefulSet{}
 			case "Deployment":
 				obj = &appsv1.Deployment{}
+			case "Ingress":
+				obj = &networkingv1.Ingress{}
 			default:
 				t.Fatalf("%s doc %d: unexpected kind %q", f, i, meta.Kind)
 			}
@@ -273,7 +276,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"Namespace", "Secret", "StatefulSet", "Deployment", "Service", "ConfigMap"} {
+	for _, k := range []string{"Namespace", "Secret", "StatefulSet", "Deployment", "Service", "ConfigMap", "Ingress"} {
 		if !slices.Contains(kinds, k) {
 			t.Errorf("no %s", k)
 		}
