@@ -14,6 +14,9 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/botmesh/botmesh/gateway"
@@ -22,6 +25,7 @@ import (
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/sdk/admin"
 	"github.com/botmesh/botmesh/sdk/command"
+	"github.com/botmesh/botmesh/sdk/flagenv"
 	"github.com/botmesh/botmesh/sdk/lan"
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/services/echo"
@@ -92,7 +96,10 @@ const DemoService = greeter.Name
 // Run runs the mesh until ctx ends or every input has ended (the shell at
 // end of input), then stops the parts in order: gateway, router, services,
 // NATS. inputs must be Init'ed. ready, if not nil, is called with the NATS
-// URL once messages are answered. For the embedded server that URL carries
+// URL once messages are answered: every part runs and every listener is up
+// (the NATS server, the admin server, and every input, such as the web
+// chat). If one cannot listen (its address is taken), Run returns why
+// without calling ready. For the embedded server that URL carries
 // the admin user and password (nats://admin:…@127.0.0.1:port), for the
 // caller's own connections: do not log or print it (mesh redacts URLs in
 // its logs).
@@ -230,7 +237,8 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		return nil
 	}
 
-	g, err := gateway.New(m.NATS(), inputs, cfg.Gateway, log)
+	started := make(chan struct{})
+	g, err := gateway.New(m.NATS(), watchStarts(inputs, func() { close(started) }), cfg.Gateway, log)
 	if err != nil {
 		return err
 	}
@@ -240,13 +248,99 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		}
 		cfg.Admin.AddCheck("inputs", g.Healthy)
 		if err := cfg.Admin.Start(ctx); err != nil {
+			return inUse(err, "the admin server (/healthz, /metrics)", "admin_address", "a free address")
+		}
+	}
+	// The gateway starts the inputs (the web chat listens then): ready
+	// once it has started them all, never before one failed.
+	gatewayDone := make(chan error, 1)
+	go func() { gatewayDone <- g.Run(ctx) }()
+	select {
+	case <-started:
+	case err := <-gatewayDone:
+		select {
+		case <-started: // every input started, and all have ended already
+			gatewayDone <- err
+		default:
 			return err
 		}
 	}
 	if ready != nil {
 		ready(readyURL)
 	}
-	return g.Run(ctx)
+	return <-gatewayDone
+}
+
+// watchStarts returns inputs that call all once the gateway has started
+// each of them (at once if there are none).
+func watchStarts(inputs []adapter.Input, all func()) []adapter.Input {
+	if len(inputs) == 0 {
+		all()
+		return inputs
+	}
+	left := new(atomic.Int32)
+	left.Store(int32(len(inputs)))
+	watched := make([]adapter.Input, len(inputs))
+	for i, in := range inputs {
+		watched[i] = startWatch{Input: in, left: left, all: all}
+	}
+	return watched
+}
+
+// startWatch is an input that counts its start down. It passes Healthy
+// on, the one optional interface the gateway looks for on an input (an
+// input that lacks it is healthy).
+type startWatch struct {
+	adapter.Input
+	left *atomic.Int32
+	all  func()
+}
+
+var _ adapter.Healther = startWatch{}
+
+func (w startWatch) Start(ctx context.Context) error {
+	if err := w.Input.Start(ctx); err != nil {
+		return err
+	}
+	if w.left.Add(-1) == 0 {
+		w.all()
+	}
+	return nil
+}
+
+func (w startWatch) Healthy() error {
+	if h, ok := w.Input.(adapter.Healther); ok {
+		return h.Healthy()
+	}
+	return nil
+}
+
+// inUseError says that a listener of the all-in-one cannot listen because
+// another program has its address, and which flag moves it.
+type inUseError struct {
+	what, addr, flag, free string
+	err                    error
+}
+
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("%s cannot listen on %s: the address is in use (by another botmesh, or another program); set --%s (or %s) to %s",
+		e.what, e.addr, e.flag, flagenv.Name(e.flag), e.free)
+}
+
+func (e *inUseError) Unwrap() error { return e.err }
+
+// inUse returns err as an inUseError if it says that the address is in
+// use, else unchanged. what names the listener, flag sets its address,
+// and free says what to set it to.
+func inUse(err error, what, flag, free string) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	addr := "its address"
+	if oe := (*net.OpError)(nil); errors.As(err, &oe) && oe.Addr != nil {
+		addr = oe.Addr.String()
+	}
+	return &inUseError{what: what, addr: addr, flag: flag, free: free, err: err}
 }
 
 // The users of the embedded NATS server.
@@ -327,10 +421,25 @@ func startNATS(host string, port int, withTLS bool) (*embedded, error) {
 		s.WaitForShutdown()
 		os.RemoveAll(dir)
 	}
+	// A server that cannot listen says so in its log and gives up; with
+	// no log ReadyForConnections would wait its whole timeout.
+	fatal := &fatalLog{errs: make(chan error, 1)}
+	s.SetLogger(fatal, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		emb.stop()
-		return nil, fmt.Errorf("embedded NATS on %s:%d did not start within 10s", host, port)
+	for deadline := time.Now().Add(10 * time.Second); !s.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case err := <-fatal.errs:
+			emb.stop()
+			if err := inUse(err, "the embedded NATS server", "nats_port", "a free port (-1: any free port)"); errors.Is(err, syscall.EADDRINUSE) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("embedded NATS on %s: %w", net.JoinHostPort(host, strconv.Itoa(port)), err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			emb.stop()
+			return nil, fmt.Errorf("embedded NATS on %s did not start within 10s", net.JoinHostPort(host, strconv.Itoa(port)))
+		}
 	}
 	scheme := "nats"
 	if withTLS {
@@ -344,6 +453,32 @@ func startNATS(host string, port int, withTLS bool) (*embedded, error) {
 	emb.url = scheme + "://" + net.JoinHostPort(local, p)
 	return emb, nil
 }
+
+// fatalLog is a nats-server logger that keeps the first fatal error and
+// drops the rest of the log (the embedded server runs with NoLog).
+type fatalLog struct{ errs chan error }
+
+// Fatalf keeps the error among v (nats-server passes the listener's), or
+// the message if there is none.
+func (l *fatalLog) Fatalf(format string, v ...any) {
+	err := fmt.Errorf(format, v...)
+	for _, a := range v {
+		if e, ok := a.(error); ok {
+			err = e
+			break
+		}
+	}
+	select {
+	case l.errs <- err:
+	default:
+	}
+}
+
+func (*fatalLog) Noticef(string, ...any) {}
+func (*fatalLog) Warnf(string, ...any)   {}
+func (*fatalLog) Errorf(string, ...any)  {}
+func (*fatalLog) Debugf(string, ...any)  {}
+func (*fatalLog) Tracef(string, ...any)  {}
 
 // isLoopback reports whether a server listening on host is reachable from
 // this host only.

@@ -93,7 +93,7 @@ Flags:
 	}
 	cfg.Admin = admin.New(*adminAddr, log)
 	if err := admin.ServePprof(ctx, *pprofAddr, log); err != nil {
-		return err
+		return inUse(err, "the profiles server (/debug/pprof)", "pprof_address", "a free address")
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "nats_url" {
@@ -132,6 +132,7 @@ Flags:
 	}
 	ctx, quit := context.WithCancel(ctx)
 	defer quit()
+	var webs []*web.Input
 	for i, in := range selected {
 		if in.String() == shell.Name && len(selected) > 1 {
 			// Ctrl-D ends the shell; with other inputs running it quits
@@ -139,13 +140,7 @@ Flags:
 			selected[i] = quitOnEOF{Input: in, quit: quit}
 		}
 		if w, ok := in.(*web.Input); ok {
-			go func() {
-				select {
-				case <-w.Listening():
-					fmt.Fprintf(stderr, "Web chat: %s\n", w.URL())
-				case <-ctx.Done():
-				}
-			}()
+			webs = append(webs, w)
 		}
 	}
 	return Run(ctx, cfg, selected, log, func(natsURL string) {
@@ -156,6 +151,9 @@ Flags:
 		}
 		if !cfg.External {
 			printServing(stderr, cfg, shown)
+		}
+		for _, w := range webs {
+			fmt.Fprintf(stderr, "Web chat: %s\n", w.URL())
 		}
 		if !interactive {
 			return

@@ -34,10 +34,12 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/sdk/flagenv"
 )
 
 // Name is the input's name and platform.
@@ -221,8 +223,11 @@ func (in *Input) Start(context.Context) error {
 	default:
 	}
 	ln, err := net.Listen("tcp", in.address)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return &inUseError{addr: in.address, err: err}
+	}
 	if err != nil {
-		return fmt.Errorf("web: listen (set --web_address; port 0 picks a free one): %w", err)
+		return fmt.Errorf("web: listen on %s (set --web_address; port 0 picks a free one): %w", in.address, err)
 	}
 	in.ln = ln
 	in.srv = &http.Server{
@@ -245,6 +250,21 @@ func (in *Input) Start(context.Context) error {
 	})
 	return nil
 }
+
+// inUseError is Start's error when another program listens on
+// --web_address: a sentence for the person who started botmesh, with the
+// flag and variable that move the chat.
+type inUseError struct {
+	addr string
+	err  error
+}
+
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("the web chat cannot listen on %s: the address is in use (by another botmesh, or another program); set --web_address (or %s) to a free address (port 0: any free port)",
+		e.addr, flagenv.Name("web_address"))
+}
+
+func (e *inUseError) Unwrap() error { return e.err }
 
 // Listening is closed once Start has bound the listener; URL is valid from
 // then on.

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -640,5 +641,33 @@ func TestStartHealthyStop(t *testing.T) {
 	}
 	if _, err := http.Get(in.URL()); err == nil {
 		t.Error("still serving after Stop")
+	}
+}
+
+// Issue 13: an address another program listens on fails Start with a
+// sentence naming the address and the flag that moves the chat; the input
+// does not say it listens.
+func TestStartAddressInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	in := newInput(t, "--web_address", busy.Addr().String())
+	err = in.Start(context.Background())
+	want := "the web chat cannot listen on " + busy.Addr().String() + ": the address is in use (by another botmesh, or another program); set --web_address (or BOTMESH_WEB_ADDRESS) to a free address (port 0: any free port)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Start on a taken address: %v\nwant: %s", err, want)
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("the error does not wrap EADDRINUSE: %#v", err)
+	}
+	select {
+	case <-in.Listening():
+		t.Error("Listening is closed although Start failed")
+	default:
+	}
+	if err := in.Healthy(); err == nil {
+		t.Error("healthy although Start failed")
 	}
 }
