@@ -159,6 +159,8 @@ type Gateway struct {
 	// so that a second reply to one message (a router redelivery) is
 	// dropped while a late reply after a timeout notice is still posted.
 	answered *recent
+	// started is closed once Run has started every input.
+	started chan struct{}
 }
 
 // running is one input and its connection.
@@ -203,7 +205,7 @@ func New(nc *nats.Conn, inputs []adapter.Input, cfg Config, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, posting: map[string]chan struct{}{}, answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
+	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, posting: map[string]chan struct{}{}, started: make(chan struct{}), answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
 	names := map[string]bool{}
 	for _, in := range inputs {
 		if !chatopsv1.ValidToken(in.String()) || names[in.String()] {
@@ -224,6 +226,10 @@ func New(nc *nats.Conn, inputs []adapter.Input, cfg Config, log *slog.Logger) (*
 	}
 	return g, nil
 }
+
+// Started is closed once Run has started every input (a web chat listens
+// then); if an input fails to start, it stays open and Run returns why.
+func (g *Gateway) Started() <-chan struct{} { return g.started }
 
 // Instance returns the gateway's instance name.
 func (g *Gateway) Instance() string { return g.cfg.Instance }
@@ -304,6 +310,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		wg.Go(func() { errc <- g.relay(runCtx, r) })
 		g.log.Info("input started", "input", r.in.String())
 	}
+	close(g.started)
 
 	allDone := make(chan struct{})
 	go func() {

@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -237,8 +236,7 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		return nil
 	}
 
-	started := make(chan struct{})
-	g, err := gateway.New(m.NATS(), watchStarts(inputs, func() { close(started) }), cfg.Gateway, log)
+	g, err := gateway.New(m.NATS(), inputs, cfg.Gateway, log)
 	if err != nil {
 		return err
 	}
@@ -256,10 +254,10 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 	gatewayDone := make(chan error, 1)
 	go func() { gatewayDone <- g.Run(ctx) }()
 	select {
-	case <-started:
+	case <-g.Started():
 	case err := <-gatewayDone:
 		select {
-		case <-started: // every input started, and all have ended already
+		case <-g.Started(): // every input started, and all have ended already
 			gatewayDone <- err
 		default:
 			return err
@@ -269,50 +267,6 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		ready(readyURL)
 	}
 	return <-gatewayDone
-}
-
-// watchStarts returns inputs that call all once the gateway has started
-// each of them (at once if there are none).
-func watchStarts(inputs []adapter.Input, all func()) []adapter.Input {
-	if len(inputs) == 0 {
-		all()
-		return inputs
-	}
-	left := new(atomic.Int32)
-	left.Store(int32(len(inputs)))
-	watched := make([]adapter.Input, len(inputs))
-	for i, in := range inputs {
-		watched[i] = startWatch{Input: in, left: left, all: all}
-	}
-	return watched
-}
-
-// startWatch is an input that counts its start down. It passes Healthy
-// on, the one optional interface the gateway looks for on an input (an
-// input that lacks it is healthy).
-type startWatch struct {
-	adapter.Input
-	left *atomic.Int32
-	all  func()
-}
-
-var _ adapter.Healther = startWatch{}
-
-func (w startWatch) Start(ctx context.Context) error {
-	if err := w.Input.Start(ctx); err != nil {
-		return err
-	}
-	if w.left.Add(-1) == 0 {
-		w.all()
-	}
-	return nil
-}
-
-func (w startWatch) Healthy() error {
-	if h, ok := w.Input.(adapter.Healther); ok {
-		return h.Healthy()
-	}
-	return nil
 }
 
 // inUseError says that a listener of the all-in-one cannot listen because

@@ -86,6 +86,9 @@ func (i *Input) Reply(t testing.TB, within time.Duration) *chatopsv1.Event {
 	}
 }
 
+// Replies returns the replies the gateway posted, as they come.
+func (i *Input) Replies() <-chan *chatopsv1.Event { return i.replies }
+
 // NoReply fails t if a reply is posted within d.
 func (i *Input) NoReply(t testing.TB, d time.Duration) {
 	t.Helper()
