@@ -202,7 +202,10 @@ type Router struct {
 	// outStreams holds the platforms whose reply stream this router made
 	// sure of.
 	outStreams sync.Map
-	svcID      string // this router's id in the NATS service API
+	// running holds the reply subjects of the durable messages this router
+	// runs now.
+	running sync.Map
+	svcID   string // this router's id in the NATS service API
 
 	silentMu sync.Mutex
 	silent   map[string]time.Time // router id → first unanswered ping
@@ -517,6 +520,16 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 	if m.Durable() && r.claims != nil && r.svcID != "" && r.claimed(ctx, m, to, ev) {
 		return
 	}
+	if m.Durable() {
+		// A message NATS hands out again while this router still runs
+		// it (its keep-alives lost in a NATS failure) waits for that run.
+		if _, busy := r.running.LoadOrStore(to, struct{}{}); busy {
+			r.log.Info("message handed out again while this router runs it; checking again later", "event", ev.GetId())
+			m.Done(inbound.Later{Delay: claimRecheck})
+			return
+		}
+		defer r.running.Delete(to)
+	}
 	hctx, cancel := context.WithTimeout(ctx, max(r.cfg.Timeout, r.cfg.CommandTimeouts.longest()))
 	defer cancel()
 	stop := r.whileWorking(hctx, m, to, ev)
@@ -564,7 +577,13 @@ func (r *Router) claimed(ctx context.Context, m *inbound.Message, to string, ev 
 		m.Done(nil)
 		return true
 	}
-	if owner != r.svcID && r.gone(owner) {
+	if owner == r.svcID {
+		// This router's own claim: an earlier attempt whose answer NATS
+		// lost (the claim was stored), or a delivery this router runs
+		// now (process sees that).
+		return false
+	}
+	if r.gone(owner) {
 		if ok, err := r.claims.Take(cctx, to, owner, r.svcID); err == nil && ok {
 			r.log.Info("the router that took a message is gone; running it", "event", ev.GetId(), "gone", owner)
 			return false

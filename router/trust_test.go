@@ -1,7 +1,6 @@
 package router_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -303,26 +302,8 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer for a logger written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newEnvLogged is newEnvOn with the router's log (at debug level) in log.
-func newEnvLogged(t *testing.T, s *server.Server, cfg router.Config, log *syncBuffer) *env {
+func newEnvLogged(t *testing.T, s *server.Server, cfg router.Config, log *meshtest.Buffer) *env {
 	t.Helper()
 	m := meshtest.Mesh(t, s, nil, mesh.WithLogger(slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	r, err := router.New(m, cfg)
@@ -353,7 +334,7 @@ func newEnvLogged(t *testing.T, s *server.Server, cfg router.Config, log *syncBu
 func TestSecretArgumentsRedacted(t *testing.T) {
 	const secret = "hunter2-s3cr3t"
 	s := meshtest.NATS(t)
-	var log syncBuffer
+	var log meshtest.Buffer
 	pol := mustPolicy(t, `
 default: allow
 rules:

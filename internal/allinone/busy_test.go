@@ -1,14 +1,13 @@
 package allinone
 
 import (
-	"bytes"
 	"context"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +70,7 @@ func TestMainBusyPort(t *testing.T) {
 			_, port, _ := net.SplitHostPort(addr)
 
 			args := append([]string{"--creds_file", filepath.Join(t.TempDir(), "allinone.creds"), "--no_demo"}, tc.args(addr, port)...)
-			var stdout, stderr syncBuffer
+			var stdout, stderr meshtest.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			began := time.Now()
@@ -105,7 +104,7 @@ var readyWord = regexp.MustCompile(`\bready\b`)
 // address, and stops when its context ends.
 func TestMainReady(t *testing.T) {
 	args := []string{"--creds_file", filepath.Join(t.TempDir(), "allinone.creds"), "--no_demo", "--web_address", "127.0.0.1:0", "--admin_address", "127.0.0.1:0"}
-	var stdout, stderr syncBuffer
+	var stdout, stderr meshtest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -144,22 +143,4 @@ func terminal(t *testing.T) *os.File {
 		t.Fatalf("%s is not a terminal", tty.Name())
 	}
 	return tty
-}
-
-// syncBuffer is a bytes.Buffer for writers in several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,6 +2,7 @@ package ircgw_test
 
 import (
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"io"
 	"log/slog"
 	"strings"
@@ -38,7 +39,7 @@ func TestPacingKeepsTheBotConnected(t *testing.T) {
 	for i := range 150 {
 		flood = append(flood, fmt.Sprintf("%03d %s", i, strings.Repeat("x", 400)))
 	}
-	var floodLog syncBuffer
+	var floodLog meshtest.Buffer
 	flooder := initInput(t, []string{"--irc_server=" + srv.Addr, "--irc_nick=flooder", "--irc_channels=" + channel, "--irc_send_burst=1000", "--irc_send_interval=0", "--irc_max_lines=1000"},
 		adapter.Env{Log: slog.New(slog.NewTextHandler(&floodLog, nil))})
 	serve(t, flooder, func(string) string { return strings.Join(flood, "\n") })
@@ -60,7 +61,7 @@ func TestPacingKeepsTheBotConnected(t *testing.T) {
 		}
 	}
 
-	var botLog syncBuffer
+	var botLog meshtest.Buffer
 	bot := initInput(t, []string{"--irc_server=" + srv.Addr, "--irc_nick=" + botNick, "--irc_channels=" + channel},
 		adapter.Env{Log: slog.New(slog.NewTextHandler(io.MultiWriter(&botLog, t.Output()), nil))})
 	serve(t, bot, func(string) string { return reply })

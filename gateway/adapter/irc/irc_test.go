@@ -1,15 +1,14 @@
 package ircgw_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -231,7 +230,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 // noticed by the keep-alive ping; the bot reconnects once it answers.
 func TestKeepAliveNoticesHungServer(t *testing.T) {
 	srv := ircdtest.Start(t)
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	in := initInput(t, []string{"--irc_server=" + srv.Addr, "--irc_nick=" + botNick, "--irc_channels=" + channel, "--irc_keepalive=5s", "--irc_timeout=5s", "--irc_reconnect_max=2s"},
 		adapter.Env{Log: slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	serve(t, in, echo)
@@ -292,7 +291,7 @@ func TestTLS(t *testing.T) {
 func TestSASLRefusedWithoutLeakingPassword(t *testing.T) {
 	const password = "s3cret-SASL-pw"
 	srv := ircdtest.Start(t)
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	t.Setenv("IRC_TEST_UNUSED", "") // keep the environment untouched otherwise
 	in := initInput(t, []string{"--irc_server=" + srv.Addr, "--irc_sasl_user=bot", "--irc_sasl_password=" + password, "--irc_timeout=3s", "--irc_keepalive=3s"},
 		adapter.Env{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -348,21 +347,4 @@ func TestStopBeforeStart(t *testing.T) {
 	if _, err := conn.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
 		t.Errorf("Recv after Stop: %v, want adapter.ErrClosed", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -1,12 +1,11 @@
 package shell
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,26 +13,9 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func start(t *testing.T, in io.Reader) (*Input, *syncBuffer) {
+func start(t *testing.T, in io.Reader) (*Input, *meshtest.Buffer) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &meshtest.Buffer{}
 	s := New().(*Input)
 	if err := s.Init(adapter.Env{Stdin: in, Stdout: out}); err != nil {
 		t.Fatal(err)

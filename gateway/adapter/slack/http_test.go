@@ -1,6 +1,7 @@
 package slackgw_test
 
 import (
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ const jsonType = "application/json"
 // through; the rest get 401 and publish nothing.
 func TestEventsAPISignature(t *testing.T) {
 	fs := fakeslack.New(t)
-	logs := &syncBuffer{}
+	logs := &meshtest.Buffer{}
 	in := startInput(t, fs, logs, "--slack_mode", "http")
 	url := eventsURL(in)
 	m := fs.Mention(general, user, "ping", "")

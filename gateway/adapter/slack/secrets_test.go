@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"log/slog"
 	"net/http"
 	"os"
@@ -43,7 +44,7 @@ func assertNoSecret(t *testing.T, what, s string) {
 func TestSecretsNeverLogged(t *testing.T) {
 	fs := fakeslack.New(t)
 	fs.BotToken, fs.AppToken, fs.SigningSecret = knownBot, knownApp, knownSigning
-	logs := &syncBuffer{}
+	logs := &meshtest.Buffer{}
 	var errs []error
 
 	in := startInputWith(t, fs, logs, []slackgw.Option{slackgw.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond, time.Minute)})

@@ -3,6 +3,7 @@ package slackgw_test
 import (
 	"context"
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -181,7 +182,7 @@ func TestSendUploadsVeryLongReplies(t *testing.T) {
 // past the deadline fails at once, saying so.
 func TestSendRateLimited(t *testing.T) {
 	fs := fakeslack.New(t)
-	logs := &syncBuffer{}
+	logs := &meshtest.Buffer{}
 	in := startInput(t, fs, logs)
 	ev := asked(t, fs, in, fs.Mention(general, user, "ping", ""))
 

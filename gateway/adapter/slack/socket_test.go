@@ -1,35 +1,16 @@
 package slackgw_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
 	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 )
-
-// syncBuffer is a log destination tests read while the input writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Every envelope is acknowledged as soon as it arrives, before the message
 // is taken by anyone, and the message then comes out as an Event.
@@ -67,7 +48,7 @@ func TestSocketModeAcksThenDelivers(t *testing.T) {
 // bad envelope loses nothing that follows it.
 func TestSocketModeEveryEnvelopeAcknowledged(t *testing.T) {
 	fs := fakeslack.New(t)
-	logs := &syncBuffer{}
+	logs := &meshtest.Buffer{}
 	in := startInput(t, fs, logs)
 
 	ignored := fs.Send(t, fakeslack.Envelope{Type: "events_api", Payload: json.RawMessage(`{"type":"event_callback","event_id":"EvR1","team_id":"T0001","event":{"type":"reaction_added","user":"UADA0001","reaction":"tada","item":{"type":"message","channel":"CGENERAL1","ts":"1.2"},"event_ts":"3.4"}}`)})

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -199,7 +199,7 @@ func TestKeepAliveNoticesHungServer(t *testing.T) {
 	srv := startProsody(t)
 	alice := srv.Login(t, "alice", alicePassword)
 	alice.Subscribe(t, botJID)
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	in := initInput(t, append(baseArgs(t, srv), "--xmpp_password="+botPassword, "--xmpp_keepalive=1s", "--xmpp_reconnect_max=2s"), adapter.Env{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	echo(t, in)
 	alice.WaitOnline(t, botJID, 15*time.Second)
@@ -285,7 +285,7 @@ func TestPasswordFromEnvironment(t *testing.T) {
 // refused login, a login, a lost connection, a reconnect.
 func TestPasswordNeverLogged(t *testing.T) {
 	srv := startProsody(t)
-	var logs syncBuffer
+	var logs meshtest.Buffer
 	env := adapter.Env{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 
 	wrong := initInput(t, append(baseArgs(t, srv), "--xmpp_password=Wr0ng-"+botPassword), env)
@@ -401,21 +401,4 @@ func TestStopBeforeStart(t *testing.T) {
 	if _, err := conn.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
 		t.Errorf("Recv after Stop: %v, want adapter.ErrClosed", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
