@@ -68,7 +68,7 @@ func TestIntegrationFaultLongCommand(t *testing.T) {
 
 	b := newBurst("long-command")
 	go b.collect(sh, 0)
-	const n = 3
+	const n = 500
 	for _, id := range ids(0, n) {
 		if err := b.send(sh, 0, "slow", id); err != nil {
 			t.Fatal(err)
@@ -156,7 +156,7 @@ func TestIntegrationFaultNoRouter(t *testing.T) {
 			// line's interim notices only once the lines before it are
 			// answered, so each user's first command shows whether a
 			// notice comes at once.
-			const users, per = 5, 10
+			const users, per = 5, 100
 			var shells []*shell
 			for u := range users {
 				shells = append(shells, startShell(t, url, "--shell_user", fmt.Sprintf("user%d", u)))
@@ -173,19 +173,19 @@ func TestIntegrationFaultNoRouter(t *testing.T) {
 			for u, sh := range shells {
 				go b.collect(sh, u)
 			}
-			// 50 commands, 10 a second, the users in turn.
+			// 500 commands, 25 a second, the users in turn.
 			firstSent := time.Now()
 			for k := range per {
 				for u, sh := range shells {
 					if err := b.send(sh, u, "work", fmt.Sprint(u*per+k)); err != nil {
 						t.Fatal(err)
 					}
-					time.Sleep(100 * time.Millisecond)
+					time.Sleep(40 * time.Millisecond)
 				}
 			}
 			time.Sleep(time.Until(firstSent.Add(20 * time.Second)))
-			start(t, "router-1", "router", nil, faultRouterArgs(url)...)
-			t.Log("router-1 started, 20s after the first command")
+			startRouters(t, faultRouterArgs(url), "router-1", "router-2")
+			t.Log("router-1 and router-2 started, 20s after the first command")
 			if !b.waitAnswered(users*per, 60*time.Second) {
 				t.Log("not every command answered within 60s of the router's start")
 			}
