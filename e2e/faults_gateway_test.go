@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter/irc/ircdtest"
 	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/nats-io/nats.go"
@@ -176,5 +177,91 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 			t.Fatalf("%s: not within %s", what, within)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// The same on IRC: the replica addressed in the channel (nick botmesh) is
+// killed while its commands run; the other replica (nick botmesh2, in the
+// same channel) posts their answers there, each once. (IRC's flood limits
+// keep this to a few commands: a user who sends hundreds of lines is
+// disconnected by the server.)
+func TestIntegrationFaultIRCGatewayKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test: run without -short")
+	}
+	t.Parallel()
+	const (
+		n    = 8
+		work = 8 * time.Second
+	)
+	srv := ircdtest.Start(t)
+	url := startNATS(t)
+	svc := serveFaultCommand(t, url, "work", func(string) time.Duration { return work })
+	startRouters(t, faultRouterArgs(url), "router-1", "router-2")
+	gw := func(instance, nick string) *proc {
+		return start(t, instance, "gateway", nil, "--nats_url", url, "--inputs", "irc", "--instance", instance,
+			"--log_level", "info", "--adopt_after", "5s",
+			"--irc_server", srv.Addr, "--irc_nick", nick, "--irc_channels", ircChannel, "--irc_prefix", "")
+	}
+	a := gw("irc-a", ircNick)
+	b := gw("irc-b", ircNick+"2")
+	alice := srv.Connect(t, "alice", false)
+	alice.Join(t, ircChannel)
+	alice.WaitMember(t, ircChannel, ircNick, 30*time.Second)
+	alice.WaitMember(t, ircChannel, ircNick+"2", 30*time.Second)
+	// Both gateways have their reply consumers.
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the gateways' reply consumers", func() bool {
+		s, err := js.Stream(context.Background(), durable.ReplyStream("irc"))
+		if err != nil {
+			return false
+		}
+		for _, name := range []string{"gw_irc-a", "gw_irc-b"} {
+			if _, err := s.Consumer(context.Background(), name); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+
+	for i := range n {
+		alice.Say(t, ircChannel, fmt.Sprintf("%s: work %d", ircNick, i))
+		time.Sleep(300 * time.Millisecond)
+	}
+	waitFor(t, 20*time.Second, "every command started", func() bool { return svc.runsSoFar() >= n })
+	if err := a.stop(t, syscall.SIGKILL, 10*time.Second); err == nil {
+		t.Fatal("irc-a exited cleanly after SIGKILL")
+	}
+	killed := time.Now()
+	got := map[string]int{}
+	for range n {
+		m := alice.NextFrom(t, ircNick+"2", work+60*time.Second)
+		if m.Target != ircChannel {
+			t.Errorf("%q posted to %s, want %s", m.Text, m.Target, ircChannel)
+		}
+		got[m.Text]++
+	}
+	alice.Quiet(t, ircNick+"2", 3*time.Second)
+	right := 0
+	for i := range n {
+		if got[fmt.Sprintf("done %d", i)] == 1 {
+			right++
+		}
+		if runs := svc.ran(fmt.Sprint(i)); runs != 1 {
+			t.Errorf("work %d ran %d times", i, runs)
+		}
+	}
+	t.Logf("faults: irc-gateway-killed sent=%d right=%d posted_by_sibling=%d last_post=%s after the kill", n, right,
+		strings.Count(b.stderr.String(), "posting the reply of a gateway that is gone"), time.Since(killed).Round(100*time.Millisecond))
+	if right != n {
+		t.Errorf("answers %v, want done 0..%d once each", got, n-1)
 	}
 }
