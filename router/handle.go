@@ -40,6 +40,9 @@ type outcome struct {
 	// command ("query greeter Greeter.Hello"), for the audit record. It
 	// is not a metric label: users choose its words.
 	name string
+	// scheduled is set for a command a schedule runs: no rate limit (it
+	// was admitted when set), no confirmation, no scheduling.
+	scheduled bool
 }
 
 // Handle answers one event and returns the reply event (a REPLY or an
@@ -67,7 +70,7 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		out.status = audit.StatusRejected
 		return r.errorReply(ev, err.Error())
 	}
-	if !confirmed {
+	if !confirmed && !out.scheduled {
 		if lim := r.limiter.Allow(qualified(ev.GetPlatform(), ev.GetFrom().GetId()), qualified(ev.GetPlatform(), ev.GetTo())); lim != nil {
 			out.status = audit.StatusLimited
 			who := "you"
@@ -83,6 +86,8 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		return r.confirmPending(ctx, ev, out)
 	case !confirmed && noPattern.MatchString(key):
 		return r.cancelPending(ctx, ev, out)
+	case isScheduling(msg.Words[0]):
+		return r.schedules(ctx, ev, msg, out)
 	}
 
 	// What is it, and may this user run it here?
@@ -123,6 +128,10 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	if !d.Allowed {
 		out.status = audit.StatusDenied
 		return r.errorReply(ev, fmt.Sprintf("you may not run %q here (policy: %s). Ask an admin if you need it.", name, d.Rule))
+	}
+	if d.Confirm && out.scheduled {
+		out.status = audit.StatusRejected
+		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation now, so it does not run on a schedule", name))
 	}
 	if d.Confirm && !confirmed {
 		return r.askConfirmation(ctx, ev, shown, name, out)

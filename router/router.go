@@ -89,23 +89,27 @@ type Config struct {
 	HelpAll bool
 	// AuditMaxAge is how long the audit stream keeps records.
 	AuditMaxAge time.Duration
+	// SchedulesPerUser bounds the schedules (in, at, every, cron) one
+	// user may have at once.
+	SchedulesPerUser int
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:         30 * time.Second,
-		MaxInFlight:     1024,
-		MaxMessageBytes: parse.DefaultMaxBytes,
-		MaxReplyBytes:   256 << 10,
-		ShutdownGrace:   30 * time.Second,
-		ResyncInterval:  10 * time.Second,
-		Delivery:        durable.JetStream,
-		JetStream:       inbound.DefaultJetStreamConfig(),
-		ProgressAfter:   5 * time.Second,
-		ConfirmWindow:   time.Minute,
-		RateLimits:      ratelimit.Config{UserPerMinute: 30, UserBurst: 10, ChannelPerMinute: 120, ChannelBurst: 30},
-		AuditMaxAge:     30 * 24 * time.Hour,
+		Timeout:          30 * time.Second,
+		MaxInFlight:      1024,
+		MaxMessageBytes:  parse.DefaultMaxBytes,
+		MaxReplyBytes:    256 << 10,
+		ShutdownGrace:    30 * time.Second,
+		ResyncInterval:   10 * time.Second,
+		Delivery:         durable.JetStream,
+		JetStream:        inbound.DefaultJetStreamConfig(),
+		ProgressAfter:    5 * time.Second,
+		ConfirmWindow:    time.Minute,
+		RateLimits:       ratelimit.Config{UserPerMinute: 30, UserBurst: 10, ChannelPerMinute: 120, ChannelBurst: 30},
+		AuditMaxAge:      30 * 24 * time.Hour,
+		SchedulesPerUser: 20,
 	}
 }
 
@@ -129,6 +133,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.RateLimits.ChannelBurst, "rate_channel_burst", c.RateLimits.ChannelBurst, "commands one conversation may run at once above the rate")
 	fs.BoolVar(&c.HelpAll, "help_all", c.HelpAll, "help lists every command, not only those the user may run")
 	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
+	fs.IntVar(&c.SchedulesPerUser, "schedules_per_user", c.SchedulesPerUser, "schedules (in, at, every, cron) one user may have at once")
 }
 
 func (c Config) withDefaults() Config {
@@ -172,6 +177,9 @@ func (c Config) withDefaults() Config {
 	if c.AuditMaxAge <= 0 {
 		c.AuditMaxAge = d.AuditMaxAge
 	}
+	if c.SchedulesPerUser <= 0 {
+		c.SchedulesPerUser = d.SchedulesPerUser
+	}
 	if c.Policy == nil {
 		c.Policy = policy.Default()
 	}
@@ -199,6 +207,13 @@ type Router struct {
 	audit   atomic.Pointer[audit.Recorder]
 	js      jetstream.JetStream // with JetStream delivery: the reply streams'
 	claims  *durable.Claims     // with JetStream delivery
+	// sched is the schedules stream (nil without JetStream), schedJS
+	// the JetStream context it was opened with; fired delivers the
+	// commands schedules fire. All three are set before Run takes
+	// messages.
+	sched   jetstream.Stream
+	schedJS jetstream.JetStream
+	fired   inbound.Source
 	// outStreams holds the platforms whose reply stream this router made
 	// sure of.
 	outStreams sync.Map
@@ -337,8 +352,15 @@ func (r *Router) Run(ctx context.Context) error {
 			}
 		}
 	}
-	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m) }); err != nil {
+	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m, r.process) }); err != nil {
 		return err
+	}
+	if r.sched != nil {
+		r.fired = inbound.NewScheduled(r.m.NATS(), r.cfg.JetStream, r.cfg.JetStream.Stream.Replicas)
+		if err := r.fired.Start(ctx, func(m *inbound.Message) { r.receive(work, m, r.processFired) }); err != nil {
+			r.log.Warn("scheduled commands are not run by this router", "err", err)
+			r.fired = nil
+		}
 	}
 	close(r.ready)
 	r.log.Info("router ready", "commands", len(r.dir.Commands()), "namespace", r.m.Namespace())
@@ -354,6 +376,9 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 	}()
 	stopErr := r.src.Stop(graceCtx)
+	if r.fired != nil {
+		stopErr = errors.Join(stopErr, r.fired.Stop(graceCtx))
+	}
 	done := make(chan struct{})
 	go func() {
 		r.inflight.Wait()
@@ -418,6 +443,15 @@ func (r *Router) useJetStream(ctx context.Context) {
 			r.claims = c
 		}
 	}
+	if err := durable.Setup(jctx, func(ctx context.Context) (err error) {
+		r.sched, err = durable.EnsureScheduleStream(ctx, js, replicas)
+		return err
+	}); err != nil {
+		r.sched = nil
+		r.log.Warn("no schedules: the schedules stream could not be made (nats-server 2.14 or later is needed)", "err", err)
+	} else {
+		r.schedJS = js
+	}
 	var rec *audit.Recorder
 	err = durable.Setup(jctx, func(ctx context.Context) (err error) {
 		rec, err = audit.New(ctx, r.log.With("part", "audit"), js, audit.StreamConfig{MaxAge: r.cfg.AuditMaxAge, Replicas: replicas})
@@ -434,7 +468,7 @@ func (r *Router) useJetStream(ctx context.Context) {
 // one: a new goroutine's stack grows (and is copied) several times on the
 // way through a command, which cost a tenth of the router's CPU when each
 // message had a new one.
-func (r *Router) receive(ctx context.Context, m *inbound.Message) {
+func (r *Router) receive(ctx context.Context, m *inbound.Message, process func(context.Context, *inbound.Message)) {
 	r.sem <- struct{}{}
 	r.inflight.Add(1)
 	job := func() {
@@ -442,7 +476,7 @@ func (r *Router) receive(ctx context.Context, m *inbound.Message) {
 			<-r.sem
 			r.inflight.Done()
 		}()
-		r.process(ctx, m)
+		process(ctx, m)
 	}
 	select {
 	case r.jobs <- job:
@@ -817,6 +851,11 @@ func (r *Router) helpText(ev *chatopsv1.Event) string {
 			lines = append(lines, b.Usage+" - "+b.Description)
 		}
 	}
+	for _, h := range scheduleHelp {
+		if may(h.name) {
+			lines = append(lines, h.line)
+		}
+	}
 	sort.Strings(lines)
 	for _, c := range r.dir.Commands() {
 		if !may(c.Pattern()) {
@@ -834,6 +873,9 @@ func (r *Router) helpText(ev *chatopsv1.Event) string {
 // unknown explains that word is not a command and suggests the closest.
 func (r *Router) unknown(word string) string {
 	names := []string{"help"}
+	for _, h := range scheduleHelp {
+		names = append(names, h.name)
+	}
 	for _, b := range r.builtins {
 		names = append(names, strings.Fields(b.Usage)[0])
 	}

@@ -195,11 +195,17 @@ func TestBuiltinsAndEcho(t *testing.T) {
 
 	help := string(e.ask("help").GetData())
 	want := []string{
+		"at TIME [ZONE] COMMAND - Runs COMMAND once, at TIME (17:30, or 2026-12-24 17:30; UTC unless ZONE, e.g. Europe/Berlin)",
+		`cron "S M H DOM MON DOW" [ZONE] COMMAND - Runs COMMAND on a six-field cron expression, seconds first`,
+		"every DURATION COMMAND - Runs COMMAND every DURATION (at least 1s)",
 		"hello - Returns a greeting",
 		"help - Displays help for all known commands",
+		"in DURATION COMMAND - Runs COMMAND once, after DURATION (e.g. in 10m health greeter)",
 		"ping - Returns pong",
+		"schedules - Lists this conversation's schedules",
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",
+		"unschedule ID - Removes a schedule you set",
 		"echo [text] - Returns the [text]",
 	}
 	if got := strings.Split(help, "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -30,6 +30,11 @@ type Message struct {
 	// answer on the event's reply_to, and fall back to this.
 	Reply string
 
+	// Header holds the message's NATS headers (JetStream sources).
+	Header nats.Header
+	// Seq is the message's sequence in its stream (JetStream sources).
+	Seq uint64
+
 	// Redelivered is true when the message was delivered before (to a
 	// router that did not finish it).
 	Redelivered bool

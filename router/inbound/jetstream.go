@@ -61,6 +61,9 @@ const (
 type JetStream struct {
 	nc  *nats.Conn
 	cfg JetStreamConfig
+	// setup makes sure the stream and the consumer exist.
+	setup func(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error)
+	name  string // of the consumer, for errors
 
 	mu sync.Mutex
 	cc jetstream.ConsumeContext
@@ -83,7 +86,54 @@ func NewJetStream(nc *nats.Conn, cfg JetStreamConfig) *JetStream {
 	if cfg.Batch <= 0 {
 		cfg.Batch = d.Batch
 	}
-	return &JetStream{nc: nc, cfg: cfg}
+	j := &JetStream{nc: nc, cfg: cfg, name: durable.Consumer}
+	j.setup = func(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+		if err := durable.Setup(ctx, func(ctx context.Context) error {
+			_, err := durable.EnsureStream(ctx, js, j.cfg.Stream)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		var cons jetstream.Consumer
+		err := durable.Setup(ctx, func(ctx context.Context) (err error) {
+			cons, err = durable.EnsureConsumer(ctx, js, durable.Stream, jetstream.ConsumerConfig{
+				Durable:       durable.Consumer,
+				Description:   "botmesh routers",
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       j.cfg.AckWait,
+				MaxDeliver:    j.cfg.MaxDeliver,
+				MaxAckPending: j.cfg.MaxAckPending,
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			return err
+		})
+		return cons, err
+	}
+	return j
+}
+
+// NewScheduled returns a Source of the commands that schedules fire: the
+// routers' shared consumer of the schedules stream (durable.ScheduleStream),
+// which replicas copies keep. Its messages carry their headers and stream
+// sequence.
+func NewScheduled(nc *nats.Conn, cfg JetStreamConfig, replicas int) *JetStream {
+	j := NewJetStream(nc, cfg)
+	j.name = durable.ScheduleConsumer + " of " + durable.ScheduleStream
+	j.setup = func(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+		if err := durable.Setup(ctx, func(ctx context.Context) error {
+			_, err := durable.EnsureScheduleStream(ctx, js, replicas)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		var cons jetstream.Consumer
+		err := durable.Setup(ctx, func(ctx context.Context) (err error) {
+			cons, err = durable.EnsureScheduleConsumer(ctx, js, j.cfg.AckWait, j.cfg.MaxDeliver)
+			return err
+		})
+		return cons, err
+	}
+	return j
 }
 
 // Start implements Source: it makes sure the stream and the consumer exist
@@ -95,31 +145,16 @@ func (j *JetStream) Start(ctx context.Context, h Handler) error {
 	}
 	sctx, cancel := context.WithTimeout(ctx, durable.SetupTimeout)
 	defer cancel()
-	if err := durable.Setup(sctx, func(ctx context.Context) error {
-		_, err := durable.EnsureStream(ctx, js, j.cfg.Stream)
-		return err
-	}); err != nil {
-		return err
-	}
-	var cons jetstream.Consumer
-	if err := durable.Setup(sctx, func(ctx context.Context) (err error) {
-		cons, err = durable.EnsureConsumer(ctx, js, durable.Stream, jetstream.ConsumerConfig{
-			Durable:       durable.Consumer,
-			Description:   "botmesh routers",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       j.cfg.AckWait,
-			MaxDeliver:    j.cfg.MaxDeliver,
-			MaxAckPending: j.cfg.MaxAckPending,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
-		return err
-	}); err != nil {
-		return fmt.Errorf("inbound: consumer %s: %w", durable.Consumer, err)
+	cons, err := j.setup(sctx, js)
+	if err != nil {
+		return fmt.Errorf("inbound: consumer %s: %w", j.name, err)
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		redelivered := false
+		var seq uint64
 		if md, err := msg.Metadata(); err == nil {
 			redelivered = md.NumDelivered > 1
+			seq = md.Sequence.Stream
 		}
 		m := NewMessage(msg.Data(), msg.Subject(), "", func(err error) {
 			var later Later
@@ -133,6 +168,8 @@ func (j *JetStream) Start(ctx context.Context, h Handler) error {
 			}
 		})
 		m.Redelivered = redelivered
+		m.Header = msg.Headers()
+		m.Seq = seq
 		m.touch = func() { _ = msg.InProgress() }
 		h(m)
 	}, jetstream.PullMaxMessages(j.cfg.Batch), jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
@@ -162,6 +199,6 @@ func (j *JetStream) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		cc.Stop()
-		return errors.Join(fmt.Errorf("inbound: drain of %s: %w", durable.Consumer, ctx.Err()))
+		return errors.Join(fmt.Errorf("inbound: drain of %s: %w", j.name, ctx.Err()))
 	}
 }

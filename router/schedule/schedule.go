@@ -131,7 +131,7 @@ func parseEvery(sc *scanner) (Spec, error) {
 	if err != nil {
 		return Spec{}, err
 	}
-	return Spec{Kind: Every, Pattern: "@every " + d.String(), Interval: d, Command: cmd, Desc: "every " + d.String()}, nil
+	return Spec{Kind: Every, Pattern: "@every " + d.String(), Interval: d, Command: cmd, Desc: "every " + tok}, nil
 }
 
 // duration reads a delay or interval: a Go duration (90s, 10m, 1h30m),
