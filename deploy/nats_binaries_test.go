@@ -6,10 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // The botmesh binaries, built from this repository's workspace, each
@@ -102,6 +105,37 @@ func TestIntegrationNATSBinaries(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("botctl output lacks %q:\n%s", want, out)
 		}
+	}
+	// Schedules, with the router's identity: set one, list it, remove
+	// it; set another that fires, and see its result stored for the cli
+	// gateway instance (read here as botctl, which may).
+	out, err = botctl("in 1h ping")
+	id := regexp.MustCompile(`scheduled ([a-z2-7]{8}): `).FindStringSubmatch(out)
+	if err != nil || id == nil {
+		t.Fatalf("botctl in 1h ping: %v\n%s", err, out)
+	}
+	if out, err := botctl("schedules", "unschedule "+id[1]); err != nil || !strings.Contains(out, id[1]+"  next ") || !strings.Contains(out, "removed schedule "+id[1]) {
+		t.Errorf("botctl schedules, unschedule: %v\n%s", err, out)
+	}
+	watcher := dial(t, s, "botctl", pw["botctl"])
+	results := make(chan *nats.Msg, 4)
+	if _, err := watcher.nc.ChanSubscribe("bot.v1.out.cli.>", results); err != nil {
+		t.Fatal(err)
+	}
+	watcher.flush()
+	if out, err := botctl("in 1s echo fired"); err != nil || !strings.Contains(out, "scheduled ") {
+		t.Fatalf("botctl in 1s echo fired: %v\n%s", err, out)
+	}
+	for deadline := time.After(30 * time.Second); ; {
+		select {
+		case m := <-results:
+			if !strings.Contains(string(m.Data), "fired") || strings.HasSuffix(m.Subject, ".p") || !strings.Contains(m.Subject, ".s") {
+				continue
+			}
+		case <-deadline:
+			t.Fatalf("the schedule's result was not published within 30s (violations: %q)", log.matching("Violation"))
+		}
+		break
 	}
 	// A gateway: the shell input, as the user gateway-shell.
 	gw := exec.Command(filepath.Join(bin, "gateway"), "--inputs", "shell")

@@ -58,6 +58,7 @@ const (
 	keepSubject  = "bot.v1.keep."
 	aliveSubject = "bot.v1.alive."
 	auditStream  = "BOTMESH_AUDIT"
+	schedStream  = "BOTMESH_SCHEDULES"
 	routersGroup = "routers"
 	confirmKV    = "botmesh_confirm"
 	claimsKV     = "botmesh_claims"
@@ -322,6 +323,8 @@ func (m *mesh) routerSetup(t *testing.T) {
 	streams := []jetstream.StreamConfig{
 		{Name: inStream, Subjects: []string{"bot.v1.in.>"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage, Duplicates: 10 * time.Minute, MaxAge: 10 * time.Minute},
 		{Name: auditStream, Subjects: []string{"bot.v1.audit.>"}, Storage: jetstream.FileStorage, MaxAge: 24 * time.Hour},
+		{Name: schedStream, Subjects: []string{"bot.v1.sched.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+			AllowDirect: true, AllowMsgTTL: true, AllowMsgSchedules: true},
 	}
 	// One reply stream per platform.
 	for _, role := range natsRoles {
@@ -357,6 +360,18 @@ func (m *mesh) routerSetup(t *testing.T) {
 	}
 	if _, err := cons.Info(ctx); err != nil {
 		t.Fatalf("router: consumer info: %v", err)
+	}
+	// The routers' consumer of what schedules fire (its filter is part
+	// of the create subject).
+	sched, err := r.js.CreateOrUpdateConsumer(ctx, schedStream, jetstream.ConsumerConfig{
+		Durable: routersGroup, FilterSubject: "bot.v1.sched.fire.>", AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait: 10 * time.Second, MaxDeliver: 10, DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatalf("router: consumer %s of %s: %v", routersGroup, schedStream, err)
+	}
+	if _, err := sched.Info(ctx); err != nil {
+		t.Fatalf("router: schedules consumer info: %v", err)
 	}
 	// The test router answers a message from the stream on the reply
 	// subject its Botmesh-Test-Reply header names (the real one reads it
@@ -434,11 +449,17 @@ func (m *mesh) routerSetup(t *testing.T) {
 // inLastSeq returns the last sequence of BOTMESH_IN, as the router sees it.
 func (m *mesh) inLastSeq(t *testing.T) uint64 {
 	t.Helper()
+	return m.lastSeq(t, inStream)
+}
+
+// lastSeq returns the last sequence of stream, as the router sees it.
+func (m *mesh) lastSeq(t *testing.T, stream string) uint64 {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := m.router.js.Stream(ctx, inStream)
+	s, err := m.router.js.Stream(ctx, stream)
 	if err != nil {
-		t.Fatalf("router: stream %s: %v", inStream, err)
+		t.Fatalf("router: stream %s: %v", stream, err)
 	}
 	return s.CachedInfo().State.LastSeq
 }
@@ -543,6 +564,58 @@ func TestNATSIdentities(t *testing.T) {
 		svc.clean()
 		r.clean()
 
+		// Schedules: a router stores one (a message schedule that fires
+		// into bot.v1.sched.fire.<platform>), reads it back, takes what it
+		// fires from its consumer, and removes another by asking the
+		// server to purge it (it may not delete from the stream itself).
+		ss, err := r.js.Stream(ctx, schedStream)
+		if err != nil {
+			t.Fatalf("schedules stream: %v", err)
+		}
+		def := "bot.v1.sched.def.c1.u1.abcdefgh"
+		if _, err := r.js.PublishMsg(ctx, &nats.Msg{Subject: def, Data: []byte("echo later"), Header: nats.Header{
+			jetstream.MsgIDHeader: {"def-abcdefgh"}, "Nats-Schedule": {"@at " + time.Now().Add(time.Second).UTC().Format(time.RFC3339)},
+			"Nats-Schedule-Target": {"bot.v1.sched.fire.web"}, "Nats-Schedule-TTL": {"10m"},
+		}}); err != nil {
+			t.Fatalf("store a schedule: %v", err)
+		}
+		if got, err := ss.GetLastMsgForSubject(ctx, def); err != nil || string(got.Data) != "echo later" {
+			t.Fatalf("read a schedule back: %v %v", got, err)
+		}
+		fc, err := r.js.Consumer(ctx, schedStream, routersGroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := fc.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fired jetstream.Msg
+		for msg := range batch.Messages() {
+			fired = msg
+		}
+		if fired == nil || fired.Subject() != "bot.v1.sched.fire.web" || string(fired.Data()) != "echo later" || fired.Headers().Get("Nats-Scheduler") != def {
+			t.Fatalf("fired: %v (fetch: %v)", fired, batch.Error())
+		}
+		if err := fired.DoubleAck(ctx); err != nil {
+			t.Fatalf("ack what fired: %v", err)
+		}
+		every := "bot.v1.sched.def.c1.u1.bcdefghi"
+		if _, err := r.js.PublishMsg(ctx, &nats.Msg{Subject: every, Header: nats.Header{
+			jetstream.MsgIDHeader: {"def-bcdefghi"}, "Nats-Schedule": {"@every 1h"}, "Nats-Schedule-Target": {"bot.v1.sched.fire.web"},
+		}}); err != nil {
+			t.Fatalf("store a repeating schedule: %v", err)
+		}
+		if _, err := r.js.PublishMsg(ctx, &nats.Msg{Subject: "bot.v1.sched.unset.bcdefghi", Header: nats.Header{
+			jetstream.MsgIDHeader: {"unset-bcdefghi"}, "Nats-Schedule-Next": {"purge"}, "Nats-Scheduler": {every}, "Nats-TTL": {"1m"},
+		}}); err != nil {
+			t.Fatalf("remove a schedule: %v", err)
+		}
+		if _, err := ss.GetLastMsgForSubject(ctx, every); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			t.Fatalf("the removed schedule: %v, want %v", err, jetstream.ErrMsgNotFound)
+		}
+		r.clean()
+
 		// A router reads and answers; it does not speak for a gateway,
 		// and keeps its streams but cannot drop them.
 		spy := m.spyIn(t)
@@ -555,6 +628,10 @@ func TestNATSIdentities(t *testing.T) {
 			"$JS.API.STREAM.DELETE.BOTMESH_AUDIT",
 			"$JS.API.STREAM.CREATE.SOMETHING_ELSE",
 			"$JS.API.CONSUMER.DELETE.BOTMESH_IN.routers",
+			"$JS.API.STREAM.DELETE.BOTMESH_SCHEDULES",
+			"$JS.API.STREAM.PURGE.BOTMESH_SCHEDULES",
+			"$JS.API.STREAM.MSG.DELETE.BOTMESH_SCHEDULES",
+			"$JS.API.CONSUMER.CREATE.BOTMESH_SCHEDULES.spy",
 		} {
 			r.mustNotPublish(subject)
 		}
@@ -621,6 +698,9 @@ func TestNATSIdentities(t *testing.T) {
 			"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_IN.routers",
 			"$KV.botmesh_confirm.k1",
 			"$SRV.PING.botmesh-router",
+			"bot.v1.sched.fire.web",
+			"bot.v1.sched.def.c1.u1.abcdefgh",
+			"$JS.API.STREAM.INFO.BOTMESH_SCHEDULES",
 		} {
 			svc.mustNotPublish(subject)
 		}
@@ -629,7 +709,7 @@ func TestNATSIdentities(t *testing.T) {
 		if after := m.inLastSeq(t); after != before {
 			t.Errorf("BOTMESH_IN last sequence %d → %d: a service's message was stored", before, after)
 		}
-		for _, subject := range []string{"bot.v1.in.>", "bot.v1.out.>", "bot.v1.audit.>", "$SRV.>", "$JS.>"} {
+		for _, subject := range []string{"bot.v1.in.>", "bot.v1.out.>", "bot.v1.audit.>", "bot.v1.sched.>", "$SRV.>", "$JS.>"} {
 			ch := svc.mustNotSubscribe(subject)
 			defer empty(t, ch, "service's refused subscription to "+subject)
 		}
@@ -779,6 +859,28 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 	g.mustNotPublish("bot.v1.out." + other + ".gw9.forged")
 	g.flush()
 	empty(t, replies, role.user+"'s forged reply")
+	// Schedules are the routers' alone: a gateway that could store one,
+	// or put a "fired" command into the stream, would run commands as
+	// anyone on any platform, later.
+	schedBefore := m.lastSeq(t, schedStream)
+	for _, subject := range []string{
+		"bot.v1.sched.fire." + p,
+		"bot.v1.sched.fire." + other,
+		"bot.v1.sched.def.c1.u1.forgedid",
+		"bot.v1.sched.unset.abcdefgh",
+		"$JS.API.STREAM.INFO.BOTMESH_SCHEDULES",
+		"$JS.API.STREAM.UPDATE.BOTMESH_SCHEDULES",
+		"$JS.API.STREAM.PURGE.BOTMESH_SCHEDULES",
+		"$JS.API.DIRECT.GET.BOTMESH_SCHEDULES.bot.v1.sched.def.c1.u1.abcdefgh",
+		"$JS.API.CONSUMER.CREATE.BOTMESH_SCHEDULES.spy.bot.v1.sched.>",
+		"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_SCHEDULES.routers",
+		"$JS.ACK.BOTMESH_SCHEDULES.routers.1.1.1.1.1",
+	} {
+		g.mustNotPublish(subject)
+	}
+	if after := m.lastSeq(t, schedStream); after != schedBefore {
+		t.Errorf("%s last sequence %d → %d: a gateway's message was stored", schedStream, schedBefore, after)
+	}
 	// The streams and everything else that is not a gateway's.
 	for _, subject := range []string{
 		"$JS.API.STREAM.UPDATE.BOTMESH_IN",
@@ -814,7 +916,7 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 	} {
 		g.mustNotPublish(subject)
 	}
-	for _, subject := range []string{"bot.v1.in.>", "bot.v1.audit.>", "$SRV.>", registryW, registryQ, ">", "bot.v1.alive." + other + ".>", "bot.v1.keep.>"} {
+	for _, subject := range []string{"bot.v1.in.>", "bot.v1.audit.>", "bot.v1.sched.>", "$SRV.>", registryW, registryQ, ">", "bot.v1.alive." + other + ".>", "bot.v1.keep.>"} {
 		ch := g.mustNotSubscribe(subject)
 		defer empty(t, ch, role.user+"'s refused subscription to "+subject)
 	}
