@@ -72,6 +72,9 @@ func TestIntegrationNATSBinaries(t *testing.T) {
 			}
 		})
 	}
+	// botctl is a gateway of the platform cli, which posts what it waits
+	// for only: schedules are off there by default.
+	t.Setenv("BOTMESH_SCHEDULE_PLATFORMS", "cli")
 	start("router", "router")
 	for _, svc := range []string{"echo", "registry-cmd", "query", "greeter"} {
 		start(svc, "service")

@@ -44,8 +44,8 @@ import (
 )
 
 // Config tunes a router. Zero fields take the defaults of DefaultConfig,
-// except RateLimits and HelpAll, whose zero values mean no limits and a help
-// filtered by the policy.
+// except RateLimits, HelpAll and SchedulePlatforms, whose zero values mean
+// no limits, a help filtered by the policy and schedules on every platform.
 type Config struct {
 	// Timeout bounds one command, from receipt to reply. A command service
 	// that does not answer in time gets the user a timeout message.
@@ -92,24 +92,32 @@ type Config struct {
 	// SchedulesPerUser bounds the schedules (in, at, every, cron) one
 	// user may have at once.
 	SchedulesPerUser int
+	// SchedulePlatforms are the platforms, comma-separated, whose users
+	// may set schedules ("": every platform). A scheduled result is posted
+	// by the gateway instance that took the message that set it, through
+	// its consumer of the reply stream: Slack, XMPP and IRC gateways have
+	// one; web and shell gateways post only answers they are waiting for.
+	// EXPERIMENTAL: goes once any gateway of a platform posts results.
+	SchedulePlatforms string
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:          30 * time.Second,
-		MaxInFlight:      1024,
-		MaxMessageBytes:  parse.DefaultMaxBytes,
-		MaxReplyBytes:    256 << 10,
-		ShutdownGrace:    30 * time.Second,
-		ResyncInterval:   10 * time.Second,
-		Delivery:         durable.JetStream,
-		JetStream:        inbound.DefaultJetStreamConfig(),
-		ProgressAfter:    5 * time.Second,
-		ConfirmWindow:    time.Minute,
-		RateLimits:       ratelimit.Config{UserPerMinute: 30, UserBurst: 10, ChannelPerMinute: 120, ChannelBurst: 30},
-		AuditMaxAge:      30 * 24 * time.Hour,
-		SchedulesPerUser: 20,
+		Timeout:           30 * time.Second,
+		MaxInFlight:       1024,
+		MaxMessageBytes:   parse.DefaultMaxBytes,
+		MaxReplyBytes:     256 << 10,
+		ShutdownGrace:     30 * time.Second,
+		ResyncInterval:    10 * time.Second,
+		Delivery:          durable.JetStream,
+		JetStream:         inbound.DefaultJetStreamConfig(),
+		ProgressAfter:     5 * time.Second,
+		ConfirmWindow:     time.Minute,
+		RateLimits:        ratelimit.Config{UserPerMinute: 30, UserBurst: 10, ChannelPerMinute: 120, ChannelBurst: 30},
+		AuditMaxAge:       30 * 24 * time.Hour,
+		SchedulesPerUser:  20,
+		SchedulePlatforms: "slack,xmpp,irc",
 	}
 }
 
@@ -134,6 +142,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.HelpAll, "help_all", c.HelpAll, "help lists every command, not only those the user may run")
 	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
 	fs.IntVar(&c.SchedulesPerUser, "schedules_per_user", c.SchedulesPerUser, "schedules (in, at, every, cron) one user may have at once")
+	fs.StringVar(&c.SchedulePlatforms, "schedule_platforms", c.SchedulePlatforms, "platforms whose users may set schedules, comma-separated (empty: all); their gateways must post replies they did not wait for (slack, xmpp, irc do)")
 }
 
 func (c Config) withDefaults() Config {

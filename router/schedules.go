@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -125,6 +126,9 @@ func (r *Router) setSchedule(ctx context.Context, ev *chatopsv1.Event, msg parse
 	if !chatopsv1.ValidReplySubject(ev.GetReplyTo()) {
 		return r.errorReply(ev, "schedules cannot be set from here: this gateway gives no reply subject to post the results to")
 	}
+	if !r.schedulesOn(ev.GetPlatform()) {
+		return r.errorReply(ev, fmt.Sprintf("schedules are not available on %s yet: its gateway would not post the results (they are on %s)", ev.GetPlatform(), strings.Join(r.schedulePlatforms(), ", ")))
+	}
 	// The command must be one this user may run here, now, without a
 	// confirmation (nobody would be there to confirm), and without secret
 	// arguments (the stream would keep them).
@@ -216,6 +220,24 @@ func (r *Router) setSchedule(ctx context.Context, ev *chatopsv1.Event, msg parse
 		text += ". " + spec.Note
 	}
 	return r.reply(ev, text+". To remove it: unschedule "+id)
+}
+
+// schedulesOn reports whether users of platform may set schedules.
+func (r *Router) schedulesOn(platform string) bool {
+	ps := r.schedulePlatforms()
+	return len(ps) == 0 || slices.Contains(ps, platform)
+}
+
+// schedulePlatforms returns the platforms whose users may set schedules;
+// none means all.
+func (r *Router) schedulePlatforms() []string {
+	var ps []string
+	for _, p := range strings.Split(r.cfg.SchedulePlatforms, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // countSchedules counts the schedules whose subjects match filter.

@@ -305,6 +305,15 @@ func TestScheduleRefusals(t *testing.T) {
 	admin.set("in 1h ping") // another user has a limit of their own
 }
 
+// Where the gateways would not post a result, schedules are refused.
+func TestSchedulePlatforms(t *testing.T) {
+	e := newEnv(t, router.Config{SchedulePlatforms: "slack, irc"})
+	c := e.chat("U1", "C1")
+	if rep := c.say("in 1m ping"); !isError(rep) || string(rep.GetData()) != "schedules are not available on test yet: its gateway would not post the results (they are on slack, irc)" {
+		t.Errorf("in 1m ping on test: %s %q", rep.GetType(), rep.GetData())
+	}
+}
+
 // The policy is checked again when a schedule fires: a user who lost the
 // right is told, and the repeating schedule is removed. The schedule
 // outlives the router that set it.
