@@ -39,12 +39,12 @@ import (
 // its consumer and posts it.
 //
 // Not yet: when that gateway instance is gone for good (a new pod name),
-// nobody posts the result (its consumer is kept an hour; siblings adopt
-// what it holds while they see it gone, which covers a restart but not an
-// instance that never comes back). The next step is a platform-wide
-// outbound consumer that any gateway of the platform serves. Web and shell
-// gateways post only replies to messages they are waiting for, so a
-// scheduled result there is stored but not shown.
+// a sibling posts what its consumer holds, as with replies, but NATS
+// removes a consumer nobody read for an hour (durable.GatewayConsumerInactive)
+// and later results are stored and posted by no one. The next step is a
+// platform-wide outbound consumer that any gateway of the platform serves.
+// Web and shell gateways post only replies to messages they are waiting
+// for, so schedules are refused there (Config.SchedulePlatforms).
 
 // Schedule command words other than the verbs of package schedule.
 const (
