@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"google.golang.org/protobuf/proto"
+)
+
+// Schedules outlive every part: set through two router processes that are
+// then killed (SIGKILL) and replaced, on a nats-server that is killed and
+// started again on the same store, a one-time schedule runs once and its
+// result is stored for the conversation's gateway, and a repeating one
+// keeps running about once per interval (not once per router) until it is
+// removed.
+func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs nats-server and routers as processes")
+	}
+	node := newNATSNode(t, "n1")
+	node.start(t)
+	svc := serveFaultCommand(t, node.url(), "sched", func(string) time.Duration { return 0 })
+	args := faultRouterArgs(node.url(), "--schedule_platforms", "test")
+	routers := startRouters(t, args, "router-1", "router-2")
+
+	// The test is the gateway instance gw1 of the platform test.
+	nc, err := nats.Connect(node.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies, err := nc.SubscribeSync(chatopsv1.SubjectOut("test", "gw1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	say := func(text string) string {
+		t.Helper()
+		token := nuid.Next()
+		ev := &chatopsv1.Event{Id: token, Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, From: &chatopsv1.Peer{Id: "U1", Name: "ada"},
+			To: "C1", Data: []byte(text), Platform: "test", Gateway: "gw1", ReplyTo: chatopsv1.ReplySubject("test", "gw1", token)}
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := durable.Publish(ctx, js, &nats.Msg{Subject: chatopsv1.SubjectIn("test"), Header: durable.Header("test", token), Data: data}); err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			m, err := replies.NextMsg(time.Until(deadline))
+			if err != nil {
+				t.Fatalf("no answer to %q: %v", text, err)
+			}
+			if strings.HasSuffix(m.Subject, "."+token) {
+				rep := &chatopsv1.Event{}
+				if err := proto.Unmarshal(m.Data, rep); err != nil {
+					t.Fatal(err)
+				}
+				return string(rep.GetData())
+			}
+		}
+	}
+	scheduled := regexp.MustCompile(`^scheduled ([a-z2-7]{8}): `)
+	set := func(text string) string {
+		t.Helper()
+		out := say(text)
+		m := scheduled.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("%q: %q", text, out)
+		}
+		return m[1]
+	}
+	once := set("in 15s sched once")
+	tick := set("every 2s sched tick")
+	setAt := time.Now()
+
+	// Replace both routers, then restart NATS, before the one-time
+	// schedule is due.
+	for _, r := range routers {
+		if err := r.stop(t, syscall.SIGKILL, 10*time.Second); err == nil {
+			t.Fatalf("%s exited cleanly after SIGKILL?", r.name)
+		}
+	}
+	startRouters(t, args, "router-3", "router-4")
+	node.kill(t)
+	node.start(t)
+	t.Logf("routers replaced and NATS restarted %s after the schedules were set", time.Since(setAt).Round(time.Millisecond))
+
+	// The one-time schedule ran once, and its result waits in the reply
+	// stream for gw1.
+	deadline := time.Now().Add(60 * time.Second)
+	for svc.ran("once") == 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := svc.ran("once"); n != 1 {
+		t.Fatalf("in 15s ran %d times within %s, want once", n, time.Since(setAt).Round(time.Second))
+	}
+	t.Logf("in 15s ran %s after it was set", time.Since(setAt).Round(100*time.Millisecond))
+	stored := func() []string {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := js.Stream(ctx, durable.ReplyStream("test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(chatopsv1.SubjectOutFinal("test", "gw1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var data []string
+		for subject := range info.State.Subjects {
+			if !strings.HasPrefix(subject, chatopsv1.ReplySubject("test", "gw1", "s"+once+"-")) {
+				continue
+			}
+			m, err := s.GetLastMsgForSubject(ctx, subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := &chatopsv1.Event{}
+			if err := proto.Unmarshal(m.Data, rep); err != nil {
+				t.Fatal(err)
+			}
+			data = append(data, string(rep.GetData()))
+		}
+		return data
+	}
+	var results []string
+	for deadline := time.Now().Add(20 * time.Second); len(results) == 0 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		results = stored()
+	}
+	if want := "schedule " + once + " (in 15s: `sched once`):\ndone once"; len(results) != 1 || results[0] != want {
+		t.Errorf("results stored for gw1: %q, want [%q]", results, want)
+	}
+
+	// The repeating one runs on the new routers, about every 2 s.
+	before := svc.ran("tick")
+	time.Sleep(10 * time.Second)
+	if n := svc.ran("tick") - before; n < 2 || n > 7 {
+		t.Errorf("every 2s ran %d times in 10s on two routers, want 2 to 7", n)
+	}
+	if out := say("unschedule " + tick); !strings.HasPrefix(out, "removed schedule "+tick) {
+		t.Fatalf("unschedule: %q", out)
+	}
+	time.Sleep(3 * time.Second) // a run that fired just before may finish
+	after := svc.ran("tick")
+	time.Sleep(6 * time.Second)
+	if n := svc.ran("tick") - after; n != 0 {
+		t.Errorf("every 2s ran %d times after it was removed", n)
+	}
+	if n := svc.ran("once"); n != 1 {
+		t.Errorf("in 15s ran %d times in all", n)
+	}
+}
