@@ -2,7 +2,7 @@ package router
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -173,7 +173,7 @@ func (r *Router) setSchedule(ctx context.Context, ev *chatopsv1.Event, msg parse
 		return r.errorReply(ev, fmt.Sprintf("you have %d schedules, the most one user may have: remove one first (schedules lists those of a conversation, unschedule ID removes one)", n))
 	}
 
-	id := newScheduleID()
+	id := scheduleID(ev.GetReplyTo())
 	def := proto.Clone(ev).(*chatopsv1.Event)
 	def.Data = []byte(spec.Command)
 	data, err := proto.Marshal(def)
@@ -391,15 +391,18 @@ func (r *Router) removeSchedule(ctx context.Context, subject, id string) error {
 }
 
 // scheduleIDLen is the length of a schedule id: 8 characters of base32,
-// 40 random bits.
+// 40 bits of a hash.
 const scheduleIDLen = 8
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-func newScheduleID() string {
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	return idEncoding.EncodeToString(b)
+// scheduleID returns the id of the schedule that the message answered on
+// reply sets: derived from it, so that a message handed to a router again
+// (its first router died before acknowledging it) stores the same
+// schedule, which the stream keeps once (same subject, same message id).
+func scheduleID(reply string) string {
+	h := sha256.Sum256([]byte(reply))
+	return idEncoding.EncodeToString(h[:5])
 }
 
 func validScheduleID(id string) bool {

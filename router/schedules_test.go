@@ -84,7 +84,7 @@ func (c *chat) fired(d time.Duration) []*chatopsv1.Event {
 			continue
 		}
 		ev := decode(c.e.t, m)
-		if !strings.Contains(m.Subject, ".s") {
+		if token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]; !strings.HasPrefix(token, "s") || !strings.Contains(token, "-") {
 			c.e.t.Errorf("unexpected reply on %s: %q", m.Subject, ev.GetData())
 			continue
 		}
@@ -303,6 +303,34 @@ func TestScheduleRefusals(t *testing.T) {
 		t.Errorf("third schedule: %s %q", rep.GetType(), rep.GetData())
 	}
 	admin.set("in 1h ping") // another user has a limit of their own
+}
+
+// A message that reaches the routers twice (a gateway's retry, a
+// redelivery) sets its schedule once.
+func TestScheduleSetTwice(t *testing.T) {
+	e := newEnv(t, router.Config{})
+	c := e.chat("U1", "C1")
+	ev := &chatopsv1.Event{
+		Id: nuid.Next(), Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, From: &chatopsv1.Peer{Id: "U1"}, To: "C1",
+		Data: []byte("in 1h ping"), Platform: "test", Gateway: "testgw", ReplyTo: chatopsv1.ReplySubject("test", c.instance, "again"),
+	}
+	for i := range 2 {
+		if err := e.nc.Publish(chatopsv1.SubjectIn("test"), mustMarshal(t, ev)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if rep := c.firstFired(10 * time.Second); !idPattern.MatchString(string(rep.GetData())) {
+				t.Fatalf("in 1h ping: %q", rep.GetData())
+			}
+		}
+	}
+	// (The second copy is not answered: it was, already.)
+	if more := c.fired(3 * time.Second); len(more) != 0 {
+		t.Errorf("the second copy answered: %q", more[0].GetData())
+	}
+	if got := string(c.say("schedules").GetData()); !strings.HasPrefix(got, "1 schedule(s) here") {
+		t.Errorf("the same message twice:\n%s", got)
+	}
 }
 
 // Where the gateways would not post a result, schedules are refused.
