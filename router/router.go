@@ -860,9 +860,11 @@ func (r *Router) helpText(ev *chatopsv1.Event) string {
 			lines = append(lines, b.Usage+" - "+b.Description)
 		}
 	}
-	for _, h := range scheduleHelp {
-		if may(h.name) {
-			lines = append(lines, h.line)
+	if r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
+		for _, h := range scheduleHelp {
+			if may(h.name) {
+				lines = append(lines, h.line)
+			}
 		}
 	}
 	sort.Strings(lines)

@@ -340,6 +340,9 @@ func TestSchedulePlatforms(t *testing.T) {
 	if rep := c.say("in 1m ping"); !isError(rep) || string(rep.GetData()) != "schedules are not available on test yet: its gateway would not post the results (they are on slack, irc)" {
 		t.Errorf("in 1m ping on test: %s %q", rep.GetType(), rep.GetData())
 	}
+	if help := string(c.say("help").GetData()); strings.Contains(help, "every") || strings.Contains(help, "schedules") {
+		t.Errorf("help lists the scheduling commands where they are not available:\n%s", help)
+	}
 }
 
 // The policy is checked again when a schedule fires: a user who lost the
