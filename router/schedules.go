@@ -453,6 +453,13 @@ func (r *Router) processFired(ctx context.Context, m *inbound.Message) {
 	if r.claims != nil && r.svcID != "" && r.claimed(ctx, m, to, ev) {
 		return
 	}
+	// Handed out again while this router still runs it (as in process).
+	if _, busy := r.running.LoadOrStore(to, struct{}{}); busy {
+		r.log.Info("scheduled command handed out again while this router runs it; checking again later", "id", id)
+		m.Done(inbound.Later{Delay: claimRecheck})
+		return
+	}
+	defer r.running.Delete(to)
 	hctx, cancel := context.WithTimeout(ctx, max(r.cfg.Timeout, r.cfg.CommandTimeouts.longest()))
 	defer cancel()
 	stop := r.whileWorking(hctx, m, to, ev)
