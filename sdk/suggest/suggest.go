@@ -21,21 +21,13 @@ func Closest(word string, names []string) []string {
 	}
 	var cands []cand
 	seen := map[string]bool{}
-	limit := max(2, len([]rune(w))/3)
 	for _, n := range names {
 		ln := strings.ToLower(n)
 		if seen[n] || ln == w {
 			continue
 		}
 		seen[n] = true
-		d := Distance(w, ln)
-		if len(w) >= 3 && (strings.Contains(ln, w) || strings.Contains(w, ln) && len(ln) >= 3) {
-			d = min(d, 1) // "greet" for "greeter"
-		}
-		if i := strings.LastIndexByte(ln, '.'); i >= 0 && i < len(ln)-1 {
-			d = min(d, Distance(w, ln[i+1:])+1)
-		}
-		if d <= limit {
+		if d, ok := score(w, ln); ok {
 			cands = append(cands, cand{n, d})
 		}
 	}
@@ -53,6 +45,19 @@ func Closest(word string, names []string) []string {
 		out = append(out, c.name)
 	}
 	return out
+}
+
+// score is how far the lower-case word w is from the lower-case name ln,
+// and whether that is close enough to suggest ln (see Closest).
+func score(w, ln string) (int, bool) {
+	d := Distance(w, ln)
+	if len(w) >= 3 && (strings.Contains(ln, w) || strings.Contains(w, ln) && len(ln) >= 3) {
+		d = min(d, 1) // "greet" for "greeter"
+	}
+	if i := strings.LastIndexByte(ln, '.'); i >= 0 && i < len(ln)-1 {
+		d = min(d, Distance(w, ln[i+1:])+1)
+	}
+	return d, d <= max(2, len([]rune(w))/3)
 }
 
 // Distance is the optimal-string-alignment distance between a and b, in
@@ -97,4 +102,53 @@ func Quote(names []string) string {
 		return strings.Join(q, "")
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+// Commands returns up to three of commands (each one or more words, such as
+// "list services") closest to the message words, all equally close. A
+// message whose first word starts a command of several words suggests that
+// command ("list" and "list service" find "list services"); otherwise the
+// message's first words, as many as the command has, are compared with the
+// command as Closest compares a word with a name ("the three law" finds
+// "the three laws" rather than "time"). Comparison ignores case.
+func Commands(words []string, commands []string) []string {
+	if len(words) == 0 {
+		return nil
+	}
+	lw := make([]string, len(words))
+	for i, w := range words {
+		lw[i] = strings.ToLower(w)
+	}
+	best := -1
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range commands {
+		cw := strings.Fields(strings.ToLower(c))
+		if len(cw) == 0 || seen[c] {
+			continue
+		}
+		seen[c] = true
+		var d int
+		switch {
+		case len(cw) > 1 && cw[0] == lw[0]:
+			d = 0
+		default:
+			phrase := strings.Join(lw[:min(len(cw), len(lw))], " ")
+			var ok bool
+			if d, ok = score(phrase, strings.Join(cw, " ")); !ok {
+				continue
+			}
+		}
+		switch {
+		case best < 0 || d < best:
+			best, out = d, []string{c}
+		case d == best:
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	if len(out) > 3 {
+		out = out[:3]
+	}
+	return out
 }

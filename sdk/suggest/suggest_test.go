@@ -43,3 +43,28 @@ func TestQuote(t *testing.T) {
 		t.Errorf("Quote = %s", got)
 	}
 }
+
+func TestCommands(t *testing.T) {
+	cmds := []string{"help", "hello", "ping", "time", "the three laws", "echo", "list services", "get service", "register service", "deregister service", "health", "query"}
+	for _, tc := range []struct {
+		words []string
+		want  []string
+	}{
+		{[]string{"list"}, []string{"list services"}},
+		{[]string{"list", "service"}, []string{"list services"}},
+		{[]string{"LIST", "servces", "now"}, []string{"list services"}},
+		{[]string{"get"}, []string{"get service"}},
+		{[]string{"the", "three", "law"}, []string{"the three laws"}},
+		{[]string{"the", "thre", "laws", "please"}, []string{"the three laws"}},
+		{[]string{"ecko", "hi"}, []string{"echo"}},
+		{[]string{"pnig"}, []string{"ping"}},
+		{[]string{"hepl"}, []string{"help"}},
+		{[]string{"lst", "services"}, []string{"list services"}},
+		{[]string{"deploy", "x"}, nil},
+		{nil, nil},
+	} {
+		if got := Commands(tc.words, cmds); !slices.Equal(got, tc.want) {
+			t.Errorf("Commands(%q) = %q, want %q", tc.words, got, tc.want)
+		}
+	}
+}
