@@ -27,6 +27,10 @@ func (e *TooLongError) Error() string {
 	return fmt.Sprintf("parse: message of %d bytes is over the %d-byte limit", e.Size, e.Limit)
 }
 
+// Prefix is the word a message may start with, as the Micro Bot's users
+// wrote "micro help": Parse drops it.
+const Prefix = "micro"
+
 // Message is a chat message ready for matching.
 type Message struct {
 	// Text is the message as valid UTF-8 with control characters other
@@ -69,6 +73,15 @@ func Parse(data []byte, maxBytes int) (Message, error) {
 	words := strings.Fields(text)
 	if len(words) == 0 {
 		return Message{}, ErrEmpty
+	}
+	if strings.EqualFold(words[0], Prefix) {
+		// The Micro Bot was addressed as "micro help", "micro list
+		// services": the word is dropped, and "micro" alone asks for help.
+		if len(words) == 1 {
+			return Message{Text: "help", Words: []string{"help"}}, nil
+		}
+		text = strings.TrimLeftFunc(text[len(words[0]):], unicode.IsSpace)
+		words = words[1:]
 	}
 	return Message{Text: text, Words: words}, nil
 }

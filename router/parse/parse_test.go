@@ -23,6 +23,11 @@ func TestParse(t *testing.T) {
 		{"carriage returns and NUL dropped", "pi\x00ng\r\n", []string{"ping"}, "ping", "ping"},
 		{"zero-width space dropped", "pi\u200bng", []string{"ping"}, "ping", "ping"},
 		{"invalid UTF-8 replaced, one mark a run", "echo \xff\xfe", []string{"echo", "\uFFFD"}, "echo \uFFFD", "echo \uFFFD"},
+		{"leading micro dropped", "micro help", []string{"help"}, "help", "help"},
+		{"leading Micro dropped, text kept after it", "Micro  echo\tHi  there", []string{"echo", "Hi", "there"}, "echo\tHi  there", "echo hi there"},
+		{"micro alone asks for help", " MICRO ", []string{"help"}, "help", "help"},
+		{"micro later kept", "echo micro", []string{"echo", "micro"}, "echo micro", "echo micro"},
+		{"a word starting with micro kept", "microservices", []string{"microservices"}, "microservices", "microservices"},
 		{"JSON kept whole in text", `query greeter Greeter.Hello {"name": "a b"}`, []string{"query", "greeter", "Greeter.Hello", `{"name":`, `"a`, `b"}`}, `query greeter Greeter.Hello {"name": "a b"}`, `query greeter greeter.hello {"name": "a b"}`},
 	}
 	for _, tc := range tests {
@@ -74,7 +79,7 @@ func TestParseTooLong(t *testing.T) {
 // no panic; words are valid UTF-8 (protobuf refuses invalid strings), hold
 // no white space or control characters, and rebuild the key.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"ping", "echo hi there", "  The Three Laws  ", "\xff\xfe", "query a B.C {\"x\": 1}", "\x00", "pi\u200bng"} {
+	for _, s := range []string{"ping", "echo hi there", "  The Three Laws  ", "\xff\xfe", "query a B.C {\"x\": 1}", "\x00", "pi\u200bng", "micro help", "micro\u00a0 echo x"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
