@@ -228,7 +228,7 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"• greeter-ID: ok (LATENCY)",
 		"  address: ADDRESS",
 		"hello - Returns a greeting",
-		"help - Displays help for all known commands",
+		"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
 		"ping - Returns pong",
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",

@@ -183,7 +183,7 @@ func TestAllInOneShell(t *testing.T) {
 		got := run(t, "ping\necho hi there\nhelp\n")
 		want := "pong\nhi there\n" + strings.Join([]string{
 			"hello - Returns a greeting",
-			"help - Displays help for all known commands",
+			"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
 			"ping - Returns pong",
 			"the three laws - Returns the three laws of robotics",
 			"time - Returns the server time",

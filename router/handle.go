@@ -94,7 +94,7 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	t, found := r.resolve(ctx, key, msg.Words)
 	if !found {
 		out.status = audit.StatusUnknown
-		return r.errorReply(ev, r.unknown(msg.Words[0]))
+		return r.errorReply(ev, r.unknown(ev, msg.Words))
 	}
 	name := t.name
 	out.command = name
@@ -116,6 +116,8 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	}
 	var run func() *chatopsv1.Event
 	switch {
+	case t.help && len(msg.Words) > 1:
+		run = func() *chatopsv1.Event { return r.helpFor(ctx, ev, msg.Words[1:]) }
 	case t.help:
 		run = func() *chatopsv1.Event { return r.reply(ev, r.helpText(ev)) }
 	case t.builtin != nil:

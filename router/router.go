@@ -848,13 +848,8 @@ func (r *Router) help(ctx context.Context, service string) (*chatopsv1.HelpRespo
 // "usage - description" per line: those the asking user may run, or all
 // with HelpAll.
 func (r *Router) helpText(ev *chatopsv1.Event) string {
-	may := func(name string) bool {
-		if r.cfg.HelpAll {
-			return true
-		}
-		return r.decide(ev, name).Allowed
-	}
-	lines := []string{builtin.HelpUsage + " - " + builtin.HelpDescription}
+	may := r.helpShows(ev)
+	lines := []string{builtin.HelpLine}
 	for _, b := range r.builtins {
 		if may(b.Name) {
 			lines = append(lines, b.Usage+" - "+b.Description)
@@ -869,32 +864,91 @@ func (r *Router) helpText(ev *chatopsv1.Event) string {
 	}
 	sort.Strings(lines)
 	for _, c := range r.dir.Commands() {
-		if !may(c.Pattern()) {
-			continue
+		if may(c.Pattern()) {
+			lines = append(lines, commandLine(c))
 		}
-		if c.Description == "" {
-			lines = append(lines, c.Usage)
-			continue
-		}
-		lines = append(lines, c.Usage+" - "+c.Description)
 	}
 	return strings.Join(lines, "\n")
 }
 
-// unknown explains that word is not a command and suggests the closest.
-func (r *Router) unknown(word string) string {
-	names := []string{"help"}
-	for _, h := range scheduleHelp {
-		names = append(names, h.name)
+// helpShows returns whether help shows the command name to ev's author:
+// every command with Config.HelpAll, else those the policy allows them
+// here.
+func (r *Router) helpShows(ev *chatopsv1.Event) func(name string) bool {
+	return func(name string) bool {
+		return r.cfg.HelpAll || r.decide(ev, name).Allowed
+	}
+}
+
+// commandLine is a command service's command as help shows it.
+func commandLine(c directory.Command) string {
+	if c.Description == "" {
+		return c.Usage
+	}
+	return c.Usage + " - " + c.Description
+}
+
+// helpFor answers "help COMMAND" (words are COMMAND's): the usage and
+// description of the command the words start, or that there is none, with
+// the closest names. A command help would not list for the user is not
+// described to them either.
+func (r *Router) helpFor(ctx context.Context, ev *chatopsv1.Event, words []string) *chatopsv1.Event {
+	may := r.helpShows(ev)
+	key := strings.ToLower(strings.Join(words, " "))
+	if isScheduling(words[0]) && r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
+		for _, h := range scheduleHelp {
+			if strings.EqualFold(h.name, words[0]) && may(h.name) {
+				return r.reply(ev, h.line)
+			}
+		}
+	}
+	if t, ok := r.resolve(ctx, key, words); ok && may(t.name) {
+		switch {
+		case t.help:
+			return r.reply(ev, builtin.HelpLine)
+		case t.builtin != nil:
+			return r.reply(ev, t.builtin.Usage+" - "+t.builtin.Description)
+		default:
+			return r.reply(ev, commandLine(t.cmd))
+		}
+	}
+	text := fmt.Sprintf("There is no command %q.", truncate(strings.Join(words, " "), 64))
+	if s := suggest.Commands(words, r.commandNames(ev)); len(s) > 0 {
+		text += " Did you mean " + suggest.Quote(s) + "?"
+	}
+	return r.errorReply(ev, text+" Type help for the list of commands.")
+}
+
+// commandNames are the names of the commands help shows ev's author, each
+// of one or more words ("list services"), for suggestions.
+func (r *Router) commandNames(ev *chatopsv1.Event) []string {
+	may := r.helpShows(ev)
+	var names []string
+	add := func(name string) {
+		if may(name) {
+			names = append(names, name)
+		}
+	}
+	add(builtin.HelpUsage)
+	if r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
+		for _, h := range scheduleHelp {
+			add(h.name)
+		}
 	}
 	for _, b := range r.builtins {
-		names = append(names, strings.Fields(b.Usage)[0])
+		add(b.Name)
 	}
 	for _, c := range r.dir.Commands() {
-		names = append(names, c.Words[0])
+		add(c.Pattern())
 	}
-	text := fmt.Sprintf("unknown command %q.", truncate(word, 64))
-	if s := suggest.Closest(word, names); len(s) > 0 {
+	return names
+}
+
+// unknown explains that the words of ev's message start no command and
+// suggests the closest commands.
+func (r *Router) unknown(ev *chatopsv1.Event, words []string) string {
+	text := fmt.Sprintf("unknown command %q.", truncate(words[0], 64))
+	if s := suggest.Commands(words, r.commandNames(ev)); len(s) > 0 {
 		text += " Did you mean " + suggest.Quote(s) + "?"
 	}
 	return text + " Type help for the list of commands."

@@ -199,7 +199,7 @@ func TestBuiltinsAndEcho(t *testing.T) {
 		`cron "S M H DOM MON DOW" [ZONE] COMMAND - Runs COMMAND on a six-field cron expression, seconds first`,
 		"every DURATION COMMAND - Runs COMMAND every DURATION (at least 1s)",
 		"hello - Returns a greeting",
-		"help - Displays help for all known commands",
+		"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
 		"in DURATION COMMAND - Runs COMMAND once, after DURATION (e.g. in 10m health greeter)",
 		"ping - Returns pong",
 		"schedules - Lists this conversation's schedules",

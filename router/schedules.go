@@ -141,7 +141,7 @@ func (r *Router) setSchedule(ctx context.Context, ev *chatopsv1.Event, msg parse
 	}
 	t, found := r.resolve(ctx, cmsg.Key(), cmsg.Words)
 	if !found {
-		return r.errorReply(ev, "nothing scheduled: "+r.unknown(cmsg.Words[0]))
+		return r.errorReply(ev, "nothing scheduled: "+r.unknown(ev, cmsg.Words))
 	}
 	name := t.name
 	if t.cmd.Service != "" && t.name == QueryCommand {

@@ -23,15 +23,16 @@ type Command struct {
 	Exec func(ctx context.Context, args []string) string
 }
 
-// HelpUsage and HelpDescription describe the help command, which the router
-// answers itself.
+// HelpUsage is the help command's name, which policies give; HelpLine is
+// how help describes itself. The router answers help itself.
 const (
-	HelpUsage       = "help"
-	HelpDescription = "Displays help for all known commands"
+	HelpUsage = "help"
+	HelpLine  = "help [COMMAND] - Displays help for all known commands, or the usage of COMMAND"
 )
 
-// HelpPattern matches the help command.
-var HelpPattern = regexp.MustCompile(`^help$`)
+// HelpPattern matches the help command, alone or with the command to
+// describe ("help list services").
+var HelpPattern = regexp.MustCompile(`^help( |$)`)
 
 // Laws are the three laws of robotics, as the Micro Bot states them.
 var Laws = []string{
