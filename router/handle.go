@@ -19,6 +19,7 @@ import (
 	"github.com/botmesh/botmesh/router/directory"
 	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/router/policy"
+	"github.com/botmesh/botmesh/router/ratelimit"
 	"go-micro.dev/v4/client"
 	"go-micro.dev/v4/registry"
 	"golang.org/x/sync/singleflight"
@@ -77,7 +78,7 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 			if lim.Scope == "channel" {
 				who = "this conversation"
 			}
-			return r.errorReply(ev, fmt.Sprintf("slow down: %s sent more than %g commands a minute; try again in %s", who, lim.PerMinute, lim.RetryAfter.Round(time.Second)+time.Second))
+			return r.errorReply(ev, limitText(who, lim))
 		}
 	}
 	key := msg.Key()
@@ -227,6 +228,16 @@ func (r *Router) cancelPending(ctx context.Context, ev *chatopsv1.Event, out *ou
 
 func confirmKey(ev *chatopsv1.Event) string {
 	return confirm.Key(ev.GetPlatform(), ev.GetFrom().GetTeam(), ev.GetFrom().GetId(), ev.GetTo(), "")
+}
+
+// limitText tells who (you, this conversation) which limit refused their
+// command, the burst or the per-minute rate, and when to try again.
+func limitText(who string, lim *ratelimit.Refusal) string {
+	wait := lim.RetryAfter.Round(time.Second) + time.Second
+	if lim.Burst > 0 {
+		return fmt.Sprintf("slow down: %s sent more than %d commands at once; try again in %s.", who, lim.Burst, wait)
+	}
+	return fmt.Sprintf("slow down: %s sent more than %g commands a minute; try again in %s.", who, lim.PerMinute, wait)
 }
 
 func qualified(platform, id string) string { return platform + ":" + id }

@@ -33,6 +33,10 @@ type Limiter struct {
 type bucket struct {
 	lim  *rate.Limiter
 	used time.Time
+	// run counts the commands taken since the bucket was last full, from
+	// start: whether a refusal is the burst's or the rate's.
+	start time.Time
+	run   int
 }
 
 // New returns a limiter.
@@ -42,8 +46,12 @@ func New(cfg Config) *Limiter {
 
 // Refusal says which limit was hit and when to try again.
 type Refusal struct {
-	Scope      string // "user" or "channel"
-	PerMinute  float64
+	Scope     string // "user" or "channel"
+	PerMinute float64
+	// Burst is the burst that was exceeded when that is what refused the
+	// command: its commands came within a minute and were no more than
+	// PerMinute. It is 0 when the per-minute rate was exceeded.
+	Burst      int
 	RetryAfter time.Duration
 }
 
@@ -69,11 +77,19 @@ func (l *Limiter) take(m map[string]*bucket, scope, key string, perMinute float6
 		m[key] = b
 	}
 	b.used = now
+	if b.lim.TokensAt(now) >= float64(b.lim.Burst()) {
+		b.start, b.run = now, 0
+	}
 	res := b.lim.ReserveN(now, 1)
 	if d := res.DelayFrom(now); d > 0 {
 		res.CancelAt(now)
-		return &Refusal{Scope: scope, PerMinute: perMinute, RetryAfter: d}
+		r := &Refusal{Scope: scope, PerMinute: perMinute, RetryAfter: d}
+		if now.Sub(b.start) < time.Minute && float64(b.run) <= perMinute {
+			r.Burst = b.lim.Burst()
+		}
+		return r
 	}
+	b.run++
 	return nil
 }
 
