@@ -98,7 +98,11 @@ func DefaultConfig() Config {
 
 // secretFiles are the --slack_*_file flags: a secret read from a file (a
 // mounted Kubernetes or Docker secret).
-type secretFiles struct{ app, bot, signing string }
+type secretFiles struct {
+	app, bot, signing string
+	// botAlias is --slack_token, the Micro Bot's name for the bot token.
+	botAlias Secret
+}
 
 func (c *Config) registerFlags(fs *flag.FlagSet, files *secretFiles) {
 	fs.StringVar(&c.Mode, "slack_mode", c.Mode, `how Slack reaches the gateway: "socket" (Socket Mode, no public URL) or "http" (Events API, Slack POSTs to --slack_listen)`)
@@ -106,6 +110,7 @@ func (c *Config) registerFlags(fs *flag.FlagSet, files *secretFiles) {
 	fs.StringVar(&files.app, "slack_app_token_file", "", "file holding the Slack app-level token (instead of --slack_app_token)")
 	fs.Var(secretFlag{&c.BotToken}, "slack_bot_token", "Slack bot token (xoxb-…)")
 	fs.StringVar(&files.bot, "slack_bot_token_file", "", "file holding the Slack bot token (instead of --slack_bot_token)")
+	fs.Var(secretFlag{&files.botAlias}, "slack_token", "the Slack bot token under the Micro Bot's flag name: the same as --slack_bot_token")
 	fs.Var(secretFlag{&c.SigningSecret}, "slack_signing_secret", "Slack signing secret, verifies requests in http mode")
 	fs.StringVar(&files.signing, "slack_signing_secret_file", "", "file holding the Slack signing secret (instead of --slack_signing_secret)")
 	fs.StringVar(&c.Listen, "slack_listen", c.Listen, "address the http mode listens on for /slack/events and /slack/commands")
@@ -118,6 +123,13 @@ func (c *Config) registerFlags(fs *flag.FlagSet, files *secretFiles) {
 // and the file, never the content.
 func (c *Config) readSecretFiles(files secretFiles) error {
 	var errs []error
+	if files.botAlias.IsSet() {
+		if c.BotToken.IsSet() {
+			errs = append(errs, errors.New("slack: --slack_token and --slack_bot_token are the same token: set one of them"))
+		} else {
+			c.BotToken = files.botAlias
+		}
+	}
 	for _, f := range []struct {
 		name, path string
 		dst        *Secret
@@ -150,6 +162,14 @@ func (c *Config) readSecretFiles(files secretFiles) error {
 	return errors.Join(errs...)
 }
 
+// NeedAppToken is the error of a Socket Mode configuration without the
+// app-level token: the bot token alone (the Micro Bot's --slack_token) is
+// not enough to open the socket.
+const NeedAppToken = "slack: Socket Mode needs an app-level token besides the bot token: " +
+	"add --slack_app_token or BOTMESH_SLACK_APP_TOKEN, an xapp-… token with the connections:write scope " +
+	"(your Slack app's settings, Basic Information → App-Level Tokens), " +
+	"or use --slack_mode http with --slack_signing_secret and a public URL for Slack's events"
+
 // Validate reports what is missing or wrong, in words for a user, without
 // quoting a secret.
 func (c Config) Validate() error {
@@ -157,7 +177,7 @@ func (c Config) Validate() error {
 	switch c.Mode {
 	case ModeSocket:
 		if !c.AppToken.IsSet() {
-			errs = append(errs, errors.New("slack: Socket Mode needs an app-level token: set --slack_app_token or BOTMESH_SLACK_APP_TOKEN (xapp-…)"))
+			errs = append(errs, errors.New(NeedAppToken))
 		} else if !strings.HasPrefix(c.AppToken.v, "xapp-") {
 			errs = append(errs, errors.New("slack: --slack_app_token is not an app-level token (they start with xapp-)"))
 		}

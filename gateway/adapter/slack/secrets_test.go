@@ -182,6 +182,8 @@ func TestSecretFiles(t *testing.T) {
 		{"both flag and file", []string{"--slack_bot_token", knownBot, "--slack_bot_token_file", bot, "--slack_app_token_file", app}, "set --slack_bot_token or --slack_bot_token_file, not both"},
 		{"missing file", []string{"--slack_bot_token_file", filepath.Join(dir, "nope"), "--slack_app_token_file", app}, `--slack_bot_token_file "` + filepath.Join(dir, "nope") + `": no such file`},
 		{"empty file", []string{"--slack_bot_token_file", empty, "--slack_app_token_file", app}, "is empty"},
+		{"the Micro Bot's --slack_token is the bot token", []string{"--slack_token", knownBot, "--slack_app_token_file", app}, ""},
+		{"--slack_token and --slack_bot_token_file", []string{"--slack_token", knownBot, "--slack_bot_token_file", bot, "--slack_app_token_file", app}, "set --slack_bot_token or --slack_bot_token_file, not both"},
 		{"no tokens", nil, "set --slack_bot_token or BOTMESH_SLACK_BOT_TOKEN"},
 		{"http mode without signing secret", []string{"--slack_mode", "http", "--slack_bot_token_file", bot}, "http mode needs the signing secret"},
 		{"bad command", []string{"--slack_bot_token_file", bot, "--slack_app_token_file", app, "--slack_command", "bot"}, `--slack_command "bot"`},
