@@ -21,8 +21,12 @@ build: ## build every binary into bin/
 	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/greeter/cmd/greeter
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
+.PHONY: deps
+deps: ## install the Debian packages the tests need (or say the one command that does)
+	@tools/debian-deps.sh
+
 .PHONY: test
-test: ## unit, integration and end-to-end tests, with the race detector
+test: deps ## unit, integration and end-to-end tests, with the race detector
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	cd deploy && GOWORK=off $(GO) test -count=1 -timeout 5m ./...
 
@@ -31,7 +35,7 @@ test-short: ## quick tests only (no multi-process runs)
 	$(GO) test -short -count=1 $(PKGS)
 
 .PHONY: test-mdns
-test-mdns: ## mdns tests (go-micro's mdns registry; NATS found on the LAN), inside a network namespace with multicast on lo (needs root)
+test-mdns: deps ## mdns tests (go-micro's mdns registry; NATS found on the LAN), inside a network namespace with multicast on lo (needs root)
 	$(GO) test -c -race -tags mdns -o $(BIN)/e2e-mdns.test ./e2e
 	$(GO) test -c -race -tags mdns -o $(BIN)/lan-mdns.test ./sdk/lan
 	unshare -n sh -c 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && $(BIN)/lan-mdns.test -test.count=1 -test.v && exec $(BIN)/e2e-mdns.test -test.run MDNS -test.count=1 -test.v'
