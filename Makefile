@@ -99,12 +99,15 @@ bench-check: build ## every Go benchmark once and a short botbench: they keep wo
 .PHONY: ci
 ci: lint proto-check test test-mdns fuzz bench-check test-compose ## what .ci/run runs
 
-# docker compose v2 when present, else Debian's docker-compose 1.29.
-COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+# The images' tag; compose runs the images of this tag.
+TAG ?= $(or $(BOTMESH_TAG),dev)
+# The compose environment: deploy/compose.sh picks docker compose (v2) when
+# present, else docker-compose (1.29), and waits for health itself.
+COMPOSE_SH := BOTMESH_TAG=$(TAG) deploy/compose.sh
 
 .PHONY: images
 images: ## build the container images (FROM scratch, nothing pulled)
-	deploy/images.sh $(or $(TAG),dev)
+	deploy/images.sh $(TAG)
 
 .env: ## secrets for the compose environment, made once: one NATS password per role, the web token
 	@umask 077; { \
@@ -114,14 +117,33 @@ images: ## build the container images (FROM scratch, nothing pulled)
 	  echo "BOTMESH_WEB_TOKEN=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"; \
 	} > .env; echo "wrote .env (the web chat token is BOTMESH_WEB_TOKEN in it; botctl's NATS password is BOTMESH_NATS_PASSWORD_BOTCTL)"
 
+.PHONY: botctl
+botctl: ## build bin/botctl (talks to a running environment)
+	$(GO) build -o $(BIN)/ ./cmd/botctl
+
 .PHONY: up
-up: images .env ## build the images and start the whole environment
-	$(COMPOSE) up -d --wait 2>/dev/null || $(COMPOSE) up -d
-	@echo "web chat: http://127.0.0.1:8080/  (token: BOTMESH_WEB_TOKEN in .env)"
+up: images .env botctl ## build the images and bin/botctl, start the whole environment and wait until it is healthy
+	$(COMPOSE_SH) up
+
+.PHONY: up-cluster
+up-cluster: images .env botctl ## the same on a 3-node NATS cluster (docker-compose.cluster.yml)
+	$(COMPOSE_SH) up --cluster
+
+.PHONY: scale
+scale: ## run ROUTERS routers and WEB web gateways (make scale ROUTERS=3 WEB=2)
+	$(COMPOSE_SH) scale $(or $(ROUTERS),2) $(or $(WEB),1)
+
+.PHONY: slack
+slack: .env ## start the Slack gateway (BOTMESH_SLACK_APP_TOKEN and BOTMESH_SLACK_BOT_TOKEN in .env)
+	$(COMPOSE_SH) slack
 
 .PHONY: down
-down: ## stop the environment and remove its containers, networks and volumes
-	$(COMPOSE) down -v --remove-orphans
+down: ## stop the environment and remove all its containers, networks and volumes (cluster's too)
+	$(COMPOSE_SH) down
+
+.PHONY: compose
+compose: ## any compose command on the environment's files, e.g. make compose ARGS="logs router"
+	$(COMPOSE_SH) run $(ARGS)
 
 .PHONY: clean
 clean:
