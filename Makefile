@@ -109,6 +109,13 @@ COMPOSE_SH := BOTMESH_TAG=$(TAG) deploy/compose.sh
 images: ## build the container images (FROM scratch, nothing pulled)
 	deploy/images.sh $(TAG)
 
+# make image CMD=./services/mycmd/cmd/mycmd: the image botmesh/mycmd (the
+# last element of CMD, or NAME=…) of one command service, built like the others.
+.PHONY: image
+image: ## one command service's image: make image CMD=./services/mycmd/cmd/mycmd [NAME=mycmd]
+	@[ -n "$(CMD)" ] || { echo 'usage: make image CMD=./path/of/its/main [NAME=name] [TAG=dev]'; exit 2; }
+	deploy/images.sh $(TAG) $(or $(NAME),$(notdir $(patsubst %/,%,$(CMD))))=$(CMD)
+
 .env: ## secrets for the compose environment, made once: one NATS password per role, the web token
 	@umask 077; { \
 	  for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL BOTCTL SERVICE ROUTE; do \
