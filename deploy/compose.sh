@@ -120,7 +120,7 @@ write_botctl_creds() {
 
 say_ready() {
   local web
-  web=$(published gateway-web 8080)
+  web=$(published frontdoor 8080)
   write_botctl_creds
   echo
   echo "botmesh is up."

@@ -13,11 +13,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,7 +97,7 @@ func composeCmd() []string {
 func up(t *testing.T, files ...string) *env {
 	t.Helper()
 	natsPort := freePorts(t, 1)
-	webPorts := freePorts(t, 4)
+	webPort := freePorts(t, 1)
 	e := &env{
 		t:       t,
 		project: "botmesh" + randHex(3),
@@ -107,7 +109,7 @@ func up(t *testing.T, files ...string) *env {
 		"BOTMESH_TAG=" + tag,
 		"BOTMESH_WEB_TOKEN=" + e.token,
 		fmt.Sprintf("BOTMESH_NATS_PORT=%d", natsPort),
-		fmt.Sprintf("BOTMESH_WEB_PORTS=%d-%d", webPorts, webPorts+3),
+		fmt.Sprintf("BOTMESH_WEB_PORT=%d", webPort),
 		routePassword + "=" + randHex(12),
 	}
 	// One NATS password per role, as make .env writes them.
@@ -202,22 +204,43 @@ func (e *env) botctl(msgs ...string) (string, bool) {
 	return out.String(), true
 }
 
-// webPorts returns the host port of every web gateway replica.
-func (e *env) webPorts(n int) []string {
+// webPorts returns the host port of the web chat: the front door's, in
+// front of every web gateway replica.
+func (e *env) webPorts() []string {
 	e.t.Helper()
-	var ports []string
-	for i := 1; i <= n; i++ {
-		out, err := e.compose("port", "--index", fmt.Sprint(i), "gateway-web", "8080")
-		if err != nil {
-			e.t.Fatalf("compose port: %v\n%s", err, out)
-		}
-		_, port, err := net.SplitHostPort(strings.TrimSpace(out))
-		if err != nil {
-			e.t.Fatalf("compose port answered %q", out)
-		}
-		ports = append(ports, port)
+	out, err := e.compose("port", "frontdoor", "8080")
+	if err != nil {
+		e.t.Fatalf("compose port: %v\n%s", err, out)
 	}
-	return ports
+	_, port, err := net.SplitHostPort(strings.TrimSpace(out))
+	if err != nil {
+		e.t.Fatalf("compose port answered %q", out)
+	}
+	return []string{port}
+}
+
+// frontdoorSaw waits until the front door's log says it found n web
+// gateways.
+func (e *env) frontdoorSaw(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := e.compose("logs", "--no-color", "frontdoor")
+		for _, l := range strings.Split(out, "\n") {
+			_, js, ok := strings.Cut(l, "| ")
+			var rec struct {
+				Msg   string `json:"msg"`
+				Count int    `json:"count"`
+			}
+			if ok && json.Unmarshal([]byte(js), &rec) == nil && rec.Msg == "web gateways" && rec.Count == n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the front door's log does not say it found %d web gateways after 30s:\n%s", n, out)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func TestCompose(t *testing.T) {
@@ -235,7 +258,7 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
-	t.Run("scaled: 500 messages through 3 web gateways and 3 routers", func(t *testing.T) {
+	t.Run("scaled: 500 messages through the front door to 3 web gateways and 3 routers", func(t *testing.T) {
 		if out, err := e.compose("up", "-d", "--no-recreate", "--scale", "router=3", "--scale", "gateway-web=3"); err != nil {
 			t.Fatalf("scale: %v\n%s", err, out)
 		}
@@ -243,8 +266,40 @@ func TestCompose(t *testing.T) {
 		if n := len(e.containers("router")); n != 3 {
 			t.Fatalf("%d routers, want 3", n)
 		}
-		res := burst(t, e.webPorts(3), e.token, 500, nil)
+		before := e.webPorts()
+		res := burst(t, e.webPorts(), e.token, 500, nil)
 		res.check(t, 500)
+		e.frontdoorSaw(t, 3)
+		if after := e.webPorts(); after[0] != before[0] {
+			t.Errorf("the web chat moved from port %s to %s when scaled", before[0], after[0])
+		}
+	})
+
+	t.Run("the front door after the web gateways are recreated", func(t *testing.T) {
+		before := e.webPorts()
+		old := e.containers("gateway-web")
+		if out, err := e.compose("up", "-d", "--no-deps", "--force-recreate", "--scale", "gateway-web=3", "gateway-web"); err != nil {
+			t.Fatalf("recreate: %v\n%s", err, out)
+		}
+		e.waitHealthy(2 * time.Minute)
+		if now := e.containers("gateway-web"); len(now) != 3 || slices.ContainsFunc(now, func(id string) bool { return slices.Contains(old, id) }) {
+			t.Fatalf("gateway-web containers %v, want 3 new ones (were %v)", now, old)
+		}
+		if after := e.webPorts(); after[0] != before[0] {
+			t.Fatalf("the web chat moved from port %s to %s", before[0], after[0])
+		}
+		// The page, and the chat through it, at the same address.
+		rsp, err := http.Get("http://127.0.0.1:" + before[0] + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(rsp.Body)
+		rsp.Body.Close()
+		if rsp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("<html")) {
+			t.Fatalf("GET /: %s\n%.300s", rsp.Status, body)
+		}
+		res := burst(t, before, e.token, 60, nil)
+		res.check(t, 60)
 	})
 
 	t.Run("a command service added and removed while everything runs", func(t *testing.T) {
@@ -335,7 +390,7 @@ func TestCompose(t *testing.T) {
 
 	t.Run("a router killed during a burst: every message answered once", func(t *testing.T) {
 		routers := e.containers("router")
-		res := burst(t, e.webPorts(3), e.token, 300, func() {
+		res := burst(t, e.webPorts(), e.token, 300, func() {
 			if out, err := exec.Command("docker", "kill", routers[0]).CombinedOutput(); err != nil {
 				t.Errorf("docker kill: %v %s", err, out)
 			}
@@ -361,14 +416,14 @@ func TestComposeCluster(t *testing.T) {
 	if len(nodes) != 1 {
 		t.Fatalf("containers of %s: %v", leader, nodes)
 	}
-	res := burst(t, e.webPorts(1), e.token, 200, func() {
+	res := burst(t, e.webPorts(), e.token, 200, func() {
 		if out, err := exec.Command("docker", "kill", nodes[0]).CombinedOutput(); err != nil {
 			t.Errorf("docker kill: %v %s", err, out)
 		}
 	})
 	res.check(t, 200)
 	// The mesh keeps answering on the two nodes left.
-	after := burst(t, e.webPorts(1), e.token, 100, nil)
+	after := burst(t, e.webPorts(), e.token, 100, nil)
 	after.check(t, 100)
 }
 

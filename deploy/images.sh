@@ -25,6 +25,7 @@ declare -A bins=(
   [query]=./services/query/cmd/query
   [greeter]=./services/greeter/cmd/greeter
   [botmesh]=./cmd/botmesh
+  [frontdoor]=./cmd/frontdoor
   [nats-server]=github.com/nats-io/nats-server/v2
 )
 if [ $# -gt 0 ]; then

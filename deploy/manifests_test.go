@@ -81,7 +81,7 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"echo", "gateway-web", "greeter", "nats", "query", "registry-cmd", "router"}
+	want := []string{"echo", "frontdoor", "gateway-web", "greeter", "nats", "query", "registry-cmd", "router"}
 	if got := p.ServiceNames(); !slices.Equal(got, want) {
 		t.Errorf("services %v, want %v (gateway-slack only with its profile)", got, want)
 	}
@@ -97,6 +97,23 @@ func TestComposeFile(t *testing.T) {
 		}
 		if s.MemLimit == 0 {
 			t.Errorf("%s: no memory limit", name)
+		}
+		if name == "frontdoor" {
+			// No NATS: it proxies to the web gateways, once one is healthy,
+			// and publishes the environment's only web port.
+			if _, ok := s.Environment["BOTMESH_NATS_USER"]; ok {
+				t.Error("frontdoor: has a NATS identity")
+			}
+			if d, ok := s.DependsOn["gateway-web"]; !ok || d.Condition != types.ServiceConditionHealthy {
+				t.Error("frontdoor: does not wait for a healthy web gateway")
+			}
+			if len(s.Ports) != 1 || s.Ports[0].Target != 8080 || s.Ports[0].Published != "8080" || s.Ports[0].HostIP != "127.0.0.1" {
+				t.Errorf("frontdoor: ports %+v, want 127.0.0.1:8080:8080", s.Ports)
+			}
+			continue
+		}
+		if len(s.Ports) > 0 && name != "nats" {
+			t.Errorf("%s: publishes %+v; the web chat's only port is the front door's", name, s.Ports)
 		}
 		if name == "nats" {
 			for _, r := range natsRoles {
@@ -176,7 +193,7 @@ func TestComposeClusterFile(t *testing.T) {
 		}
 	}
 	for name, s := range p.Services {
-		if strings.HasPrefix(name, "nats") {
+		if strings.HasPrefix(name, "nats") || name == "frontdoor" {
 			continue
 		}
 		url := s.Environment["BOTMESH_NATS_URL"]
