@@ -80,6 +80,10 @@ proto-check: proto ## fail if the committed generated code differs from what `ma
 test-compose: ## the compose environment end to end: images, scaling, added services, killed routers and NATS nodes (needs docker)
 	cd deploy && GOWORK=off $(GO) test -tags compose -count=1 -timeout 30m -v -run 'TestCompose' ./...
 
+.PHONY: test-readme
+test-readme: ## README.md verbatim: its shell blocks in order in a fresh clone of HEAD, outputs compared (needs docker and the ports 4222 and 8080)
+	cd deploy && GOWORK=off $(GO) test -tags readme -count=1 -timeout 30m -v -run 'TestREADME' ./...
+
 # Packages with Go benchmarks of the hot paths.
 BENCH_PKGS := ./router/parse ./router ./router/directory ./router/policy ./proto/chatops/v1 ./gateway/adapter/slack ./gateway/adapter/irc
 
@@ -97,7 +101,7 @@ bench-check: build ## every Go benchmark once and a short botbench: they keep wo
 	$(GO) run ./cmd/botbench --bin $(BIN) --count 2000 --single_count 200 --warmup 200 --burst 1000 --json > $(BIN)/botbench.json
 
 .PHONY: ci
-ci: lint proto-check test test-mdns fuzz bench-check test-compose ## what .ci/run runs
+ci: lint proto-check test test-mdns fuzz bench-check test-compose test-readme ## what .ci/run runs
 
 # The images' tag; compose runs the images of this tag.
 TAG ?= $(or $(BOTMESH_TAG),dev)
