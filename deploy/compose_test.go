@@ -399,6 +399,55 @@ func TestCompose(t *testing.T) {
 	})
 }
 
+// make up's wait (deploy/compose.sh, which docker-compose 1.29 needs: it
+// has no --wait) passes a healthy project, and gives up on a container
+// that never gets healthy: it names it, with its last log lines, and fails.
+func TestComposeWait(t *testing.T) {
+	e := &env{t: t, project: "botmeshwait" + randHex(3), files: []string{"deploy/testdata/wait.yml"}, vars: []string{"BOTMESH_TAG=" + tag}}
+	t.Cleanup(func() {
+		if out, err := e.compose("--profile", "broken", "down", "-v", "-t", "1"); err != nil {
+			t.Errorf("compose down: %v\n%s", err, out)
+		}
+	})
+	wait := func(timeout string) (string, error) {
+		cmd := exec.Command(filepath.Join(repo, "deploy", "compose.sh"), "wait")
+		cmd.Env = append(os.Environ(), "BOTMESH_PROJECT="+e.project, "BOTMESH_UP_TIMEOUT="+timeout)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	if out, err := e.compose("up", "-d", "fine"); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	start := time.Now()
+	if out, err := wait("60"); err != nil || !strings.Contains(out, "every container is healthy: 1 in project "+e.project) {
+		t.Fatalf("a healthy project: %v\n%s", err, out)
+	}
+	t.Logf("a healthy project passed %s after up", time.Since(start).Round(100*time.Millisecond))
+
+	if out, err := e.compose("--profile", "broken", "up", "-d", "broken"); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	start = time.Now()
+	out, err := wait("10")
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("a container that never gets healthy passed:\n%s", out)
+	}
+	for _, want := range []string{"not healthy after 10s", "broken /" + e.project + "_broken_1 running", "--- last log lines of broken (" + e.project + "_broken_1):", "waiting for NATS"} {
+		if !strings.Contains(strings.ReplaceAll(out, "-broken-1", "_broken_1"), want) {
+			t.Errorf("the output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "last log lines of fine") {
+		t.Errorf("it named the healthy container too:\n%s", out)
+	}
+	if took > 40*time.Second {
+		t.Errorf("gave up after %s, want about 10s", took)
+	}
+	t.Logf("gave up after %s:\n%s", took.Round(100*time.Millisecond), out)
+}
+
 func TestComposeCluster(t *testing.T) {
 	e := up(t, "docker-compose.yml", "docker-compose.cluster.yml")
 	if out, ok := e.botctl("ping", "echo cluster"); !ok || out != "pong\ncluster\n" {

@@ -429,29 +429,33 @@ func (r *readme) runSh(t *testing.T, b block) {
 	}
 	p := r.start(t, "set -eo pipefail\n"+b.text, b.d.stdin, b.d.tty)
 	defer p.stop(t)
+	// A block that keeps running (a server, or a program reading the
+	// terminal) is done once every want is seen.
 	stopWhenWanted := b.d.runs || b.d.tty
 	deadline := time.After(b.d.timeout)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	wanted := false
-	for !wanted {
+wait:
+	for {
 		select {
 		case <-p.done:
-			wanted = true
-			continue
+			break wait
 		case <-deadline:
 			t.Fatalf("still running after %s; it printed:\n%s", b.d.timeout, indent(p.output()))
 		case <-tick.C:
 		}
 		if stopWhenWanted && len(missing(p.output(), b.d.wants)) == 0 {
-			wanted = true
+			break wait
 		}
 	}
-	if stopWhenWanted && !p.exited() {
-		// What the user sees next, while it runs.
+	stoppedByUs, checked := false, false
+	if !p.exited() {
+		// What the user sees next, while it runs; then it is ended as the
+		// user would: Ctrl-D on a terminal, else Ctrl-C.
 		r.checks(t, b, p.output())
+		checked = true
 		if b.d.tty {
-			p.typeText("\x04") // Ctrl-D
+			p.typeText("\x04")
 			select {
 			case <-p.done:
 			case <-time.After(30 * time.Second):
@@ -459,17 +463,17 @@ func (r *readme) runSh(t *testing.T, b block) {
 			}
 		} else {
 			p.stop(t)
-			return
+			stoppedByUs = true
 		}
 	}
 	out := p.output()
-	if p.err != nil {
+	if p.err != nil && !stoppedByUs {
 		t.Fatalf("failed (%v); it printed:\n%s", p.err, indent(out))
 	}
 	if m := missing(out, b.d.wants); len(m) > 0 {
 		t.Fatalf("the output lacks %q; it printed:\n%s", m, indent(out))
 	}
-	if !stopWhenWanted || p.exited() && !b.d.tty {
+	if !checked {
 		r.checks(t, b, out)
 	}
 	t.Logf("it printed:\n%s", indent(out))
