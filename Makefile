@@ -77,7 +77,7 @@ proto-check: proto ## fail if the committed generated code differs from what `ma
 	@git diff --exit-code -- '*.pb.go' '*.pb.micro.go' || { echo "generated code is stale: run make proto and commit"; exit 1; }
 
 .PHONY: test-compose
-test-compose: ## the compose environment end to end: images, scaling, added services, killed routers and NATS nodes (needs docker)
+test-compose: ## the compose environment end to end: images, scaling behind the front door, added services, make up's wait, killed routers and NATS nodes (needs docker)
 	cd deploy && GOWORK=off $(GO) test -tags compose -count=1 -timeout 30m -v -run 'TestCompose' ./...
 
 .PHONY: test-readme
