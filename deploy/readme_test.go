@@ -117,7 +117,7 @@ func parseREADME(t *testing.T, text string) []block {
 		}
 		trimmed := strings.TrimLeft(l, " ")
 		if !strings.HasPrefix(trimmed, "```") {
-			if strings.Contains(l, "readme-test") {
+			if strings.HasPrefix(strings.TrimSpace(l), "<!--") && strings.Contains(l, "readme-test") {
 				// A directive must be right before a block.
 				j := i
 				for j < len(lines) && !strings.Contains(lines[j], "-->") {
