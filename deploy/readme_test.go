@@ -1013,3 +1013,53 @@ func frontdoorLogs(t *testing.T) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// How console blocks are compared, and how directives are read.
+func TestREADMEConsoleMatcher(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want []string
+		vary bool
+		out  string
+		ok   bool
+	}{
+		{"exact", []string{"pong"}, false, "pong\n", true},
+		{"a line more", []string{"pong"}, false, "pong\nextra\n", false},
+		{"a line less", []string{"pong", "hi"}, false, "pong\n", false},
+		{"… in a line", []string{"• greeter-…: ok (…)"}, false, "• greeter-e03e: ok (740µs)\n", true},
+		{"… stays in its line", []string{"a…b"}, false, "a\nb\n", false},
+		{"a line …", []string{"first", "…", "last"}, false, "first\nx\ny\nlast\n", true},
+		{"digits are digits", []string{"port 40183"}, false, "port 35831\n", false},
+		{"digits vary", []string{"port 40183"}, true, "port 35831\n", true},
+		{"digits vary, words do not", []string{"port 40183"}, true, "dock 35831\n", false},
+		{"the home directory varies", []string{"in /home/you/.config/x"}, true, "in /tmp/h/.config/x\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := consoleMatcher(tc.want, tc.vary)(normalize(tc.out)); got != tc.ok {
+				t.Errorf("%q against %q: %v, want %v", tc.out, tc.want, got, tc.ok)
+			}
+		})
+	}
+}
+
+func TestREADMEDirectives(t *testing.T) {
+	d, err := parseDirectives(`stdin "ping\n"; want "a; b"; want "pong"; check scaled; runs; timeout 1m`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.stdin != "ping\n" || !slices.Equal(d.wants, []string{"a; b", "pong"}) || !slices.Equal(d.checks, []string{"scaled"}) || !d.runs || d.timeout != time.Minute {
+		t.Errorf("parsed %+v", d)
+	}
+	if d, err := parseDirectives("skip: needs  a Slack\n workspace"); err != nil || d.skip != "needs a Slack workspace" {
+		t.Errorf("skip: %+v %v", d, err)
+	}
+	for _, bad := range []string{"skip:", "want pong", "colour blue", "timeout soon"} {
+		if _, err := parseDirectives(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	blocks := parseREADME(t, "# A\n<!-- readme-test: want \"x\" -->\n```sh\necho x\n```\n\n```go\nx := 1\n```\n## B\n```console\n$ echo y\ny\n```\n")
+	if len(blocks) != 2 || blocks[0].section != "A" || !blocks[0].marked || blocks[0].text != "echo x\n" || blocks[1].section != "B" || blocks[1].marked || blocks[1].line != 11 {
+		t.Errorf("blocks %+v", blocks)
+	}
+}
