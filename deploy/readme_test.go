@@ -237,9 +237,11 @@ func splitDirectives(s string) []string {
 
 // readme is the fresh clone the blocks run in, and their environment.
 type readme struct {
-	dir    string   // the clone
-	env    []string // the user's environment
-	docker bool     // a block used the compose environment
+	dir    string            // the clone
+	env    []string          // the user's environment
+	docker bool              // a block used the compose environment
+	images map[string]string // botmesh/*:dev images before the test: name → id
+	made   map[string]bool   // ids of the botmesh/*:dev images seen after each block
 }
 
 func TestREADME(t *testing.T) {
@@ -252,9 +254,10 @@ func TestREADME(t *testing.T) {
 		t.Logf("note: the checkout has uncommitted changes; this runs the README and code of HEAD %s only", head)
 	}
 	preflight(t)
+	before := devImages(t)
 
 	tmp := t.TempDir()
-	r := &readme{dir: filepath.Join(tmp, "botmesh")}
+	r := &readme{dir: filepath.Join(tmp, "botmesh"), images: before, made: map[string]bool{}}
 	run(t, tmp, "git", "clone", "-q", root, r.dir)
 	if got := strings.TrimSpace(run(t, r.dir, "git", "rev-parse", "HEAD")); got != head {
 		t.Fatalf("the clone is at %s, want HEAD %s", got, head)
@@ -317,6 +320,7 @@ func TestREADME(t *testing.T) {
 			} else {
 				r.runSh(t, b)
 			}
+			r.noteImages(t)
 			outcome := fmt.Sprintf("ran in %s", time.Since(began).Round(100*time.Millisecond))
 			if b.d.vary != "" {
 				outcome += "; digits and /home/you vary: " + b.d.vary
@@ -400,7 +404,55 @@ func (r *readme) cleanup(t *testing.T) {
 	if left := projectLeft(t); left != "" {
 		t.Errorf("left behind: %s", left)
 	}
-	_ = exec.Command("docker", "rmi", "botmesh/mycmd:dev").Run()
+	// The images make up and make image built: removed unless they were
+	// here before (then make up replaced them, as it does for a user).
+	var built []string
+	for name, id := range devImages(t) {
+		switch old, ok := r.images[name]; {
+		case !ok:
+			built = append(built, name)
+		case old != id:
+			t.Logf("%s was %s before this test; make up rebuilt it (the old image is untagged now)", name, old)
+		}
+	}
+	if len(built) > 0 {
+		if out, err := exec.Command("docker", append([]string{"rmi"}, built...)...).CombinedOutput(); err != nil {
+			t.Errorf("docker rmi %v: %v\n%s", built, err, out)
+		}
+	}
+	// And those a later build untagged (e.g. make up after go.work changed).
+	for id := range r.made {
+		if tags, err := exec.Command("docker", "image", "inspect", "--format", "{{len .RepoTags}}", id).Output(); err == nil && strings.TrimSpace(string(tags)) == "0" {
+			if out, err := exec.Command("docker", "rmi", id).CombinedOutput(); err != nil {
+				t.Errorf("docker rmi %s: %v\n%s", id, err, out)
+			}
+		}
+	}
+}
+
+// noteImages remembers the botmesh/*:dev images the blocks made so far.
+func (r *readme) noteImages(t *testing.T) {
+	for name, id := range devImages(t) {
+		if r.images[name] != id {
+			r.made[id] = true
+		}
+	}
+}
+
+// devImages returns the botmesh/*:dev images: name → id.
+func devImages(t *testing.T) map[string]string {
+	t.Helper()
+	out, err := exec.Command("docker", "images", "--filter", "reference=botmesh/*:dev", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").Output()
+	if err != nil {
+		t.Fatalf("docker images: %v", err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if name, id, ok := strings.Cut(l, " "); ok {
+			m[name] = id
+		}
+	}
+	return m
 }
 
 // projectLeft lists the containers, networks and volumes of the compose
