@@ -53,28 +53,8 @@ func TestIntegrationFaultSlackGatewayKilled(t *testing.T) {
 	connected(1)
 	b := gw("gw-b")
 	connected(2)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Both gateways have their reply consumers before the burst.
-	waitFor(t, 30*time.Second, "the gateways' reply consumers", func() bool {
-		s, err := js.Stream(context.Background(), durable.ReplyStream("slack"))
-		if err != nil {
-			return false
-		}
-		for _, name := range []string{"gw_gw-a", "gw_gw-b"} {
-			if _, err := s.Consumer(context.Background(), name); err != nil {
-				return false
-			}
-		}
-		return true
-	})
+	js := waitReplyConsumers(t, url, "slack", "gw-a", "gw-b")
 
 	// The burst: n mentions, each on its own thread, alternately to the
 	// two sockets.
@@ -157,6 +137,35 @@ func TestIntegrationFaultSlackGatewayKilled(t *testing.T) {
 	}
 }
 
+// waitReplyConsumers waits until the reply stream of platform has the
+// consumers of the gateway instances, and returns a JetStream client of
+// the mesh at url.
+func waitReplyConsumers(t *testing.T, url, platform string, instances ...string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the gateways' reply consumers", func() bool {
+		s, err := js.Stream(context.Background(), durable.ReplyStream(platform))
+		if err != nil {
+			return false
+		}
+		for _, instance := range instances {
+			if _, err := s.Consumer(context.Background(), durable.GatewayConsumer(instance)); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	return js
+}
+
 // firstTS returns the key of the earliest time in m.
 func firstTS(m map[string]time.Time) string {
 	var first string
@@ -209,28 +218,7 @@ func TestIntegrationFaultIRCGatewayKilled(t *testing.T) {
 	alice.Join(t, ircChannel)
 	alice.WaitMember(t, ircChannel, ircNick, 30*time.Second)
 	alice.WaitMember(t, ircChannel, ircNick+"2", 30*time.Second)
-	// Both gateways have their reply consumers.
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 30*time.Second, "the gateways' reply consumers", func() bool {
-		s, err := js.Stream(context.Background(), durable.ReplyStream("irc"))
-		if err != nil {
-			return false
-		}
-		for _, name := range []string{"gw_irc-a", "gw_irc-b"} {
-			if _, err := s.Consumer(context.Background(), name); err != nil {
-				return false
-			}
-		}
-		return true
-	})
+	waitReplyConsumers(t, url, "irc", "irc-a", "irc-b")
 
 	for i := range n {
 		alice.Say(t, ircChannel, fmt.Sprintf("%s: work %d", ircNick, i))
