@@ -560,6 +560,15 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 		}
 		r.log.Info("redelivered message", "event", ev.GetId(), "subject", m.Subject)
 	}
+	r.run(ctx, m, to, ev, func(ctx context.Context) *chatopsv1.Event { return r.Handle(ctx, ev) })
+}
+
+// run answers the message m (its event ev, its reply subject to) with
+// what handle returns, within the command's deadline: a durable message
+// is claimed first, runs once in this router however often NATS hands it
+// out, is kept from other routers while it runs, and is acknowledged only
+// once its reply is stored.
+func (r *Router) run(ctx context.Context, m *inbound.Message, to string, ev *chatopsv1.Event, handle func(context.Context) *chatopsv1.Event) {
 	if m.Durable() && r.claims != nil && r.svcID != "" && r.claimed(ctx, m, to, ev) {
 		return
 	}
@@ -577,7 +586,7 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 	defer cancel()
 	stop := r.whileWorking(hctx, m, to, ev)
 	defer stop()
-	reply := r.Handle(hctx, ev)
+	reply := handle(hctx)
 	if m.Durable() && r.js != nil {
 		// The acknowledgement waits until the reply is stored: then no
 		// NATS failure loses it, and a redelivery finds it.
@@ -700,9 +709,16 @@ func (r *Router) keepReplies(req natsmicro.Request) {
 	_ = req.Respond(nil)
 }
 
+// outKnown reports whether this router made sure of platform's reply
+// stream already.
+func (r *Router) outKnown(platform string) bool {
+	_, ok := r.outStreams.Load(platform)
+	return ok
+}
+
 // ensureOut makes sure platform's reply stream exists.
 func (r *Router) ensureOut(ctx context.Context, js jetstream.JetStream, platform string) error {
-	if _, ok := r.outStreams.Load(platform); ok {
+	if r.outKnown(platform) {
 		return nil
 	}
 	if _, err := durable.EnsureReplyStream(ctx, js, platform, r.cfg.JetStream.Stream.Replicas); err != nil {
@@ -729,8 +745,10 @@ func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Eve
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := durable.Setup(sctx, func(ctx context.Context) error { return r.ensureOut(ctx, r.js, chatopsv1.ReplyPlatform(to)) }); err != nil {
-		r.log.Warn("reply stream not set up; storing the reply anyway", "subject", to, "err", err)
+	if platform := chatopsv1.ReplyPlatform(to); !r.outKnown(platform) {
+		if err := durable.Setup(sctx, func(ctx context.Context) error { return r.ensureOut(ctx, r.js, platform) }); err != nil {
+			r.log.Warn("reply stream not set up; storing the reply anyway", "subject", to, "err", err)
+		}
 	}
 	if _, err := durable.Publish(sctx, r.js, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: data}); err != nil {
 		r.log.Error("reply not stored; sending it on core NATS", "subject", to, "event", reply.GetInReplyTo(), "err", err)

@@ -450,26 +450,10 @@ func (r *Router) processFired(ctx context.Context, m *inbound.Message) {
 		m.Done(nil)
 		return
 	}
-	if r.claims != nil && r.svcID != "" && r.claimed(ctx, m, to, ev) {
-		return
-	}
-	// Handed out again while this router still runs it (as in process).
-	if _, busy := r.running.LoadOrStore(to, struct{}{}); busy {
-		r.log.Info("scheduled command handed out again while this router runs it; checking again later", "id", id)
-		m.Done(inbound.Later{Delay: claimRecheck})
-		return
-	}
-	defer r.running.Delete(to)
-	hctx, cancel := context.WithTimeout(ctx, max(r.cfg.Timeout, r.cfg.CommandTimeouts.longest()))
-	defer cancel()
-	stop := r.whileWorking(hctx, m, to, ev)
-	defer stop()
-	reply := r.runScheduled(hctx, ev, id, m.Header.Get(durable.HeaderScheduleDesc), def, repeating)
-	if r.js != nil {
-		m.Done(r.storeReply(ctx, to, reply))
-		return
-	}
-	m.Done(r.publish(to, reply))
+	desc := m.Header.Get(durable.HeaderScheduleDesc)
+	r.run(ctx, m, to, ev, func(ctx context.Context) *chatopsv1.Event {
+		return r.runScheduled(ctx, ev, id, desc, def, repeating)
+	})
 }
 
 // scheduleExists reports whether the schedule on subject is still there;
