@@ -295,7 +295,8 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 	r.dir = directory.New(m.Registry(), m.Namespace(),
 		directory.WithLogger(r.log.With("part", "directory")),
 		directory.WithResync(cfg.ResyncInterval),
-		directory.WithConnected(m.NATS().IsConnected))
+		directory.WithConnected(m.NATS().IsConnected),
+		directory.WithCallable(m.CanCall))
 	r.cl = m.NewClient(
 		client.Selector(r.dir.Selector()),
 		client.WrapCall(r.markUnreachable),
@@ -900,10 +901,14 @@ func (r *Router) helpShows(ev *chatopsv1.Event) func(name string) bool {
 
 // commandLine is a command service's command as help shows it.
 func commandLine(c directory.Command) string {
-	if c.Description == "" {
-		return c.Usage
+	line := c.Usage
+	if c.Description != "" {
+		line += " - " + c.Description
 	}
-	return c.Usage + " - " + c.Description
+	if c.Unreachable != "" {
+		line += " (cannot be run: " + c.Unreachable + ")"
+	}
+	return line
 }
 
 // helpFor answers "help COMMAND" (words are COMMAND's): the usage and

@@ -52,6 +52,10 @@ type Command struct {
 	Usage, Description string
 	// Service is the registry name of the service that runs the command.
 	Service string
+	// Unreachable says why none of the service's nodes can be called
+	// (WithCallable), e.g. "go.micro.bot.shout (node …) serves over grpc,
+	// which botmesh cannot call …"; empty when one can.
+	Unreachable string
 }
 
 // Pattern returns the command's words joined by spaces.
@@ -82,6 +86,7 @@ type Directory struct {
 	now    func() time.Time
 
 	connected func() bool   // nil: the connection's state is unknown
+	callable  CallableFunc  // nil: every node
 	settle    time.Duration // after a reconnect, listings remove nothing
 	confirm   time.Duration // between a listing that lacks nodes and the one that confirms it
 	outage    time.Duration // how long a listing lacking most services must persist; 0: default
@@ -145,6 +150,16 @@ func WithConfirm(d time.Duration) Option { return func(dd *Directory) { dd.confi
 // failing than most services dying at once. The default is 30s, or the
 // settle time with WithConnected (the connection is then seen).
 func WithOutageGrace(d time.Duration) Option { return func(dd *Directory) { dd.outage = d } }
+
+// CallableFunc reports whether the router can call node of service: nil,
+// or an error that says why not (a transport it does not speak).
+type CallableFunc func(service string, node *registry.Node) error
+
+// WithCallable lets the directory tell the nodes the router can call from
+// those it cannot (pass the mesh's CanCall): the selector picks callable
+// nodes, help names a service none of whose nodes can be called, with the
+// reason, and a node that cannot be called is logged when it appears.
+func WithCallable(f CallableFunc) Option { return func(d *Directory) { d.callable = f } }
 
 // New returns a directory of the services under namespace in reg. It is
 // empty until Run starts.
@@ -376,6 +391,7 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 		for _, n := range svc.Nodes {
 			if _, known := e.nodes[n.Id]; !known {
 				e.born[n.Id] = now
+				d.noteNode(svc.Name, n)
 			}
 			e.nodes[n.Id] = n
 			e.seen[n.Id] = now
@@ -433,6 +449,34 @@ func (d *Directory) fetchHelpLocked(service string, e *entry) {
 		e.commands = defaultCommands(service, e.name, rsp)
 		d.log.Debug("command service help", "service", service, "commands", len(e.commands))
 	}()
+}
+
+// noteNode logs a new node the router cannot call.
+func (d *Directory) noteNode(service string, n *registry.Node) {
+	if d.callable == nil {
+		return
+	}
+	if err := d.callable(service, n); err != nil {
+		d.log.Warn("command service node cannot be called", "service", service, "node", n.Id, "transport", n.Metadata["transport"], "reason", err.Error())
+	}
+}
+
+// uncallableLocked returns why none of e's nodes can be called, or "" if
+// one can.
+func (d *Directory) uncallableLocked(service string, e *entry) string {
+	if d.callable == nil {
+		return ""
+	}
+	var reasons []string
+	for _, n := range e.nodes {
+		err := d.callable(service, n)
+		if err == nil {
+			return ""
+		}
+		reasons = append(reasons, err.Error())
+	}
+	sort.Strings(reasons)
+	return strings.Join(reasons, "; ")
 }
 
 func (e *entry) forget(id string) {
@@ -580,6 +624,7 @@ func (d *Directory) merge(l listing, started time.Time) {
 		for _, n := range nodes {
 			if _, known := e.nodes[n.Id]; !known {
 				e.born[n.Id] = started
+				d.noteNode(name, n)
 			}
 			e.nodes[n.Id] = n
 			if e.seen[n.Id].Before(started) {
@@ -741,8 +786,12 @@ func (d *Directory) Services() int {
 func (d *Directory) Commands() []Command {
 	d.mu.RLock()
 	var out []Command
-	for _, e := range d.services {
-		out = append(out, e.commands...)
+	for name, e := range d.services {
+		why := d.uncallableLocked(name, e)
+		for _, c := range e.commands {
+			c.Unreachable = why
+			out = append(out, c)
+		}
 	}
 	d.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -754,8 +803,10 @@ func (d *Directory) Commands() []Command {
 	return out
 }
 
-// nodes returns the nodes of service to choose from, sorted by id: those
-// not marked down, or all of them if every node is marked down.
+// nodes returns the nodes of service to choose from, sorted by id: of
+// those the router can call (all of them if it can call none, so that the
+// call fails saying why), those not marked down, or all of them if every
+// node is marked down.
 func (d *Directory) nodes(service string) []*registry.Node {
 	now := d.now()
 	d.mu.RLock()
@@ -767,9 +818,17 @@ func (d *Directory) nodes(service string) []*registry.Node {
 	all := make([]*registry.Node, 0, len(e.nodes))
 	up := make([]*registry.Node, 0, len(e.nodes))
 	for id, n := range e.nodes {
+		if d.callable != nil && d.callable(service, n) != nil {
+			continue
+		}
 		all = append(all, n)
 		if now.After(e.down[id]) {
 			up = append(up, n)
+		}
+	}
+	if len(all) == 0 {
+		for _, n := range e.nodes {
+			all = append(all, n)
 		}
 	}
 	if len(up) == 0 {

@@ -173,6 +173,8 @@ type Mesh struct {
 	brk  broker.Broker
 	mlog logger.Logger
 	ann  *lan.Announcement
+
+	others callers // for nodes on another transport than tr
 }
 
 // Option configures Connect.
@@ -414,7 +416,11 @@ func (m *Mesh) NewServer(name string, opts ...server.Option) server.Server {
 }
 
 // NewClient returns a go-micro client on the mesh's registry and transport.
-// Unless opts set another, its selector reads the mesh's registry through
+// It calls each node over the transport the node serves over (its registry
+// metadata says): http nodes over go-micro's http transport, NATS nodes
+// (this transport or go-micro's NATS plugin) over NATS, whatever the mesh's
+// own transport; a node on another transport fails at once with a
+// *TransportError (CanCall). Unless opts set another, its selector reads the mesh's registry through
 // go-micro's cache. Requests are encoded as protobuf, not go-micro v4's
 // default JSON: protobuf ignores fields a service does not know, which is
 // what lets a Micro Bot service (which knows only ExecRequest.args) take a
@@ -429,9 +435,9 @@ func (m *Mesh) NewClient(opts ...client.Option) client.Client {
 		client.WithLogger(m.mlog),
 	}
 	if tr, ok := m.tr.(*natstransport.Transport); ok {
-		return natstransport.NewClient(tr, append(base, opts...)...)
+		return perNodeClient{natstransport.NewClient(tr, append(base, opts...)...), m}
 	}
-	return client.NewClient(append(base, opts...)...)
+	return perNodeClient{client.NewClient(append(base, opts...)...), m}
 }
 
 // Close stops announcing NATS on the LAN (if it did) and drains the NATS

@@ -1,0 +1,169 @@
+package router_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/router"
+	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/meshtest"
+	"go-micro.dev/v4/registry"
+)
+
+// serveOver starts a node of the command name on transport ("http" or
+// "nats") that answers reply, registered in the NATS registry as go-micro
+// registers it (metadata transport=…). kill stops it without
+// deregistering, as a crashed process leaves its registration behind.
+func (e *env) serveOver(name, transport, reply string) (kill func()) {
+	e.t.Helper()
+	own := registry.NewMemoryRegistry()
+	m := meshtest.Mesh(e.t, e.s, func(c *mesh.Config) {
+		c.Transport = transport
+		c.ServerAddress = "127.0.0.1:0"
+	}, mesh.WithRegistry(own))
+	srv := m.NewServer("go.micro.bot." + name)
+	h := handler{exec: func(_ context.Context, _ *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+		rsp.Result = []byte(reply)
+		return nil
+	}}
+	if err := chatopsv1.RegisterCommandHandler(srv, h); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = srv.Stop() })
+	svcs, err := own.GetService("go.micro.bot." + name)
+	if err != nil || len(svcs) != 1 || len(svcs[0].Nodes) != 1 {
+		e.t.Fatalf("registration of %s: %v %v", name, svcs, err)
+	}
+	node := svcs[0].Nodes[0]
+	if got := node.Metadata["transport"]; got != transport {
+		e.t.Fatalf("%s registered transport %q, want %q", name, got, transport)
+	}
+	kill = func() { _ = srv.Stop() }
+	if transport == "http" {
+		// go-micro's server keeps serving the connections it accepted
+		// after Stop; a proxy in front of it can drop them all, as a
+		// dead process would.
+		p := newCutProxy(e.t, node.Address)
+		node.Address = p.addr
+		kill = p.cut
+	}
+	reg := meshtest.Mesh(e.t, e.s, nil).Registry()
+	if err := reg.Register(svcs[0]); err != nil {
+		e.t.Fatal(err)
+	}
+	return kill
+}
+
+// One command served by a node on http and one on NATS, behind a router
+// on the NATS transport: both nodes get calls; when one is killed (its
+// registration left behind), the other answers every call. A command
+// served only over a transport the router cannot call is named with the
+// reason in help, in the reply and in the log.
+func TestMixedTransportNodes(t *testing.T) {
+	var log meshtest.Buffer
+	e := newEnvLogged(t, meshtest.NATS(t), router.Config{Timeout: 10 * time.Second}, &log)
+	killHTTP := e.serveOver("shout", "http", "from http")
+	e.serveOver("shout", "nats", "from nats")
+
+	seen := map[string]int{}
+	waitFor(t, func() bool {
+		rep := e.ask("shout")
+		if isReply(rep) {
+			seen[string(rep.GetData())]++
+		}
+		return seen["from http"] > 0 && seen["from nats"] > 0
+	})
+	t.Logf("answers before the http node was killed: %v", seen)
+
+	killHTTP()
+	for i := range 20 {
+		if rep := e.ask("shout"); !isReply(rep) || string(rep.GetData()) != "from nats" {
+			t.Fatalf("call %d after the http node was killed: %s %q", i, rep.GetType(), rep.GetData())
+		}
+	}
+
+	reg := meshtest.Mesh(t, e.s, nil).Registry()
+	if err := reg.Register(&registry.Service{Name: "go.micro.bot.legacy", Version: "1.0", Nodes: []*registry.Node{{
+		Id: "legacy-1", Address: "127.0.0.1:1",
+		Metadata: map[string]string{"transport": "grpc", "server": "grpc", "protocol": "grpc", "registry": "nats", "broker": "http"},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	const why = "go.micro.bot.legacy (node legacy-1) serves over grpc, which botmesh cannot call (it calls go-micro nodes over http and NATS)"
+	waitFor(t, func() bool {
+		return strings.Contains(string(e.ask("help").GetData()), "legacy (cannot be run: "+why+")")
+	})
+	if rep := e.ask("legacy now"); !isError(rep) || string(rep.GetData()) != "legacy: "+why {
+		t.Errorf("legacy now: %s %q", rep.GetType(), rep.GetData())
+	}
+	if l := log.String(); !regexp.MustCompile(`msg="command service node cannot be called" .*service=go.micro.bot.legacy node=legacy-1 transport=grpc`).MatchString(l) {
+		t.Errorf("the router did not log the node it cannot call:\n%s", l)
+	}
+}
+
+// cutProxy forwards TCP connections to a backend until cut, which closes
+// its listener and every connection.
+type cutProxy struct {
+	addr  string
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	done  bool
+}
+
+func newCutProxy(t *testing.T, backend string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{addr: ln.Addr().String(), ln: ln}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", backend)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.done {
+				p.mu.Unlock()
+				c.Close()
+				b.Close()
+				return
+			}
+			p.conns = append(p.conns, c, b)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(b, c); b.Close() }()
+			go func() { _, _ = io.Copy(c, b); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	p.done = true
+	p.ln.Close()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
