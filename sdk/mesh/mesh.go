@@ -153,6 +153,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("transport %q is not one of nats, nats-plugin, http", c.Transport))
 	}
+	if c.Registry == RegistryMDNS && c.Transport != TransportHTTP {
+		// go-micro's mdns registry announces host:port; a NATS node's
+		// address is an inbox subject, which it refuses to register.
+		errs = append(errs, fmt.Errorf("the mdns registry needs the http transport (it registers host:port addresses, which NATS nodes do not have): add --transport http"))
+	}
 	if c.Namespace == "" || strings.HasSuffix(c.Namespace, ".") {
 		errs = append(errs, fmt.Errorf("namespace %q must be non-empty and not end with a dot", c.Namespace))
 	}

@@ -12,12 +12,21 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	c := DefaultConfig()
-	c.Registry, c.Transport, c.Namespace, c.NATSURL = "etcd", "grpc", "go.micro.", " "
+	c.Registry, c.Transport, c.Namespace, c.NATSURL = "zookeeper", "grpc", "go.micro.", " "
 	err := c.Validate()
-	for _, want := range []string{`registry "etcd"`, `transport "grpc"`, `namespace "go.micro."`, "nats_url is empty"} {
+	for _, want := range []string{`registry "zookeeper"`, `transport "grpc"`, `namespace "go.micro."`, "nats_url is empty"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %s", err, want)
 		}
+	}
+	c = DefaultConfig()
+	c.Registry = RegistryMDNS
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "the mdns registry needs the http transport") {
+		t.Errorf("mdns with the NATS transport: %v", err)
+	}
+	c.Transport = TransportHTTP
+	if err := c.Validate(); err != nil {
+		t.Errorf("mdns with the http transport: %v", err)
 	}
 }
 
