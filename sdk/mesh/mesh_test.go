@@ -55,3 +55,30 @@ func TestConnectDeadNATS(t *testing.T) {
 		t.Errorf("gave up after %s, want about 300ms", d)
 	}
 }
+
+// --registry_address for etcd: host:port or http://host:port endpoints;
+// anything else is refused with the reason (go-micro's plugin would skip
+// it silently and use 127.0.0.1:2379).
+func TestEtcdEndpoints(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                    "127.0.0.1:2379",
+		"10.0.0.1:2379, http://10.0.0.2:2379": "10.0.0.1:2379,10.0.0.2:2379",
+		"http://[::1]:2379":                   "[::1]:2379",
+	} {
+		got, err := etcdEndpoints(in)
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("%q: %v %v, want %s", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"etcd.example.com":       `registry_address "etcd.example.com" is not an etcd endpoint: want host:port, e.g. 127.0.0.1:2379`,
+		"https://etcd:2379":      `registry_address "https://etcd:2379": botmesh does not speak TLS to etcd yet`,
+		"http://etcd:2379/v3/kv": `registry_address "etcd:2379/v3/kv" is not an etcd endpoint`,
+	} {
+		c := DefaultConfig()
+		c.Registry, c.RegistryAddress = RegistryEtcd, in
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %s", in, err, want)
+		}
+	}
+}

@@ -3,8 +3,8 @@
 // its own copy of the Micro Bot's proto, no botmesh import. It runs with
 // go-micro's defaults (mdns registry, http transport); the only choice a
 // team may add is the registry, by go-micro's own flags
-// (--registry nats --registry_address nats://…), for which it imports
-// go-micro's NATS registry plugin. The e2e tests run it against botmesh
+// (--registry nats|etcd --registry_address …), for which it imports
+// go-micro's NATS and etcd registry plugins. The e2e tests run it against botmesh
 // (e2e/seed_test.go).
 //
 // Beside the blog's echo of its arguments, "command fail" sets rsp.Error
@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"strings"
 
+	_ "github.com/go-micro/plugins/v4/registry/etcd"
 	_ "github.com/go-micro/plugins/v4/registry/nats"
 	"go-micro.dev/v4"
 
