@@ -76,7 +76,7 @@ func (r *Router) markUnreachable(next client.CallFunc) client.CallFunc {
 			wait = min(2*wait, retryMax)
 			// The view may have changed meanwhile: the service left (the
 			// call cannot succeed) or has another node to try.
-			nodes, err := r.dir.Selector().Select(service)
+			nodes, err := r.dir.Selector().Select(service, opts.SelectOptions...)
 			if err != nil {
 				return gaveUp
 			}

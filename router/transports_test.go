@@ -15,6 +15,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"go-micro.dev/v4/registry"
+	"go-micro.dev/v4/server"
 )
 
 // serveOver starts a node of the command name on transport ("http" or
@@ -165,5 +166,84 @@ func (p *cutProxy) cut() {
 	p.ln.Close()
 	for _, c := range p.conns {
 		c.Close()
+	}
+}
+
+// serveVersion starts a node of the command service name at version with
+// h, on its own mesh (as a separate process would).
+func (e *env) serveVersion(name, version string, h chatopsv1.CommandHandler) func() {
+	e.t.Helper()
+	m := meshtest.Mesh(e.t, e.s, nil)
+	srv := m.NewServer("go.micro.bot."+name, server.Version(version))
+	if err := chatopsv1.RegisterCommandHandler(srv, h); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() { once.Do(func() { _ = srv.Stop() }) }
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// A service served by two versions side by side: help describes it from
+// Command.Help, a command only the new version serves appears without a
+// restart and runs only on the new version's nodes, the command both
+// serve runs on both, and when the old version stops its description is
+// the new one's.
+func TestTwoVersions(t *testing.T) {
+	e := newEnv(t, router.Config{Timeout: 10 * time.Second})
+	answer := func(v string) func(context.Context, *chatopsv1.ExecRequest, *chatopsv1.ExecResponse) error {
+		return func(_ context.Context, req *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+			rsp.Result = []byte(v + ": " + strings.Join(req.Args, " "))
+			return nil
+		}
+	}
+	stopV1 := e.serveVersion("shout", "1.0.0", handler{
+		help: func(rsp *chatopsv1.HelpResponse) error {
+			rsp.Usage, rsp.Description = "shout TEXT", "Shouts TEXT"
+			return nil
+		},
+		exec: answer("v1"),
+	})
+	waitFor(t, func() bool { return strings.Contains(string(e.ask("help").GetData()), "\nshout TEXT - Shouts TEXT") })
+
+	e.serveVersion("shout", "2.0.0", handler{
+		help: func(rsp *chatopsv1.HelpResponse) error {
+			rsp.Commands = []*chatopsv1.CommandSpec{
+				{Pattern: "shout", Usage: "shout TEXT", Description: "Shouts TEXT, louder"},
+				{Pattern: "whisper", Usage: "whisper TEXT", Description: "Whispers TEXT"},
+			}
+			return nil
+		},
+		exec: answer("v2"),
+	})
+	waitFor(t, func() bool {
+		h := string(e.ask("help").GetData())
+		return strings.Contains(h, "\nshout TEXT - Shouts TEXT, louder") && strings.Contains(h, "\nwhisper TEXT - Whispers TEXT")
+	})
+	for i := range 20 {
+		if rep := e.ask("whisper hi"); !isReply(rep) || string(rep.GetData()) != "v2: whisper hi" {
+			t.Fatalf("whisper, call %d: %s %q (only version 2.0.0 serves it)", i, rep.GetType(), rep.GetData())
+		}
+	}
+	seen := map[string]bool{}
+	waitFor(t, func() bool {
+		seen[string(e.ask("shout hi").GetData())] = true
+		return seen["v1: shout hi"] && seen["v2: shout hi"]
+	})
+
+	stopV1()
+	waitFor(t, func() bool {
+		for range 5 {
+			if string(e.ask("shout hi").GetData()) != "v2: shout hi" {
+				return false
+			}
+		}
+		return true
+	})
+	if h := string(e.ask("help").GetData()); !strings.Contains(h, "\nshout TEXT - Shouts TEXT, louder") || strings.Contains(h, "Shouts TEXT\n") {
+		t.Errorf("help after version 1.0.0 stopped:\n%s", h)
 	}
 }

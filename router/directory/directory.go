@@ -52,6 +52,10 @@ type Command struct {
 	Usage, Description string
 	// Service is the registry name of the service that runs the command.
 	Service string
+	// Versions are the versions of the service whose Help lists the
+	// command, when not every version does (a command a new version
+	// added): only their nodes run it. Empty: any node.
+	Versions []string
 	// Unreachable says why none of the service's nodes can be called
 	// (WithCallable), e.g. "go.micro.bot.shout (node …) serves over grpc,
 	// which botmesh cannot call …"; empty when one can.
@@ -69,9 +73,13 @@ type entry struct {
 	down     map[string]time.Time // node id → not to be chosen until
 	missing  map[string]time.Time // node id → first trusted listing that lacked it
 	answered map[string]bool      // node id → a call to it was delivered
+	version  map[string]string    // node id → the version it registered
 	commands []Command
-	helped   bool // Help answered
-	fetching bool // Help call in flight
+	// Each version serving the service is asked for Help once (a new
+	// version may serve other commands); the commands are those of every
+	// version, the highest version's first.
+	helps    map[string]*chatopsv1.HelpResponse // version → its Help answer
+	fetching map[string]bool                    // version → Help call in flight
 }
 
 // Directory is the router's view of the command services. It is safe for
@@ -377,6 +385,7 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 		for _, n := range svc.Nodes {
 			e.forget(n.Id)
 		}
+		e.dropGoneVersions(svc.Name)
 		if len(e.nodes) == 0 {
 			delete(d.services, svc.Name)
 			d.log.Info("command service gone", "service", svc.Name)
@@ -393,6 +402,7 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 				e.born[n.Id] = now
 				d.noteNode(svc.Name, n)
 			}
+			e.version[n.Id] = svc.Version
 			e.nodes[n.Id] = n
 			e.seen[n.Id] = now
 			delete(e.down, n.Id)
@@ -412,6 +422,9 @@ func (d *Directory) addLocked(service string) *entry {
 		down:     map[string]time.Time{},
 		missing:  map[string]time.Time{},
 		answered: map[string]bool{},
+		version:  map[string]string{},
+		helps:    map[string]*chatopsv1.HelpResponse{},
+		fetching: map[string]bool{},
 	}
 	e.commands = defaultCommands(service, name, nil)
 	d.services[service] = e
@@ -420,35 +433,114 @@ func (d *Directory) addLocked(service string) *entry {
 	return e
 }
 
-// fetchHelpLocked starts a Help call for e unless one ran or runs.
+type versionKey struct{}
+
+// HelpVersion returns the version of the service a HelpFunc's call is
+// for, and whether there is one: pass it to the selector with
+// SelectVersion so that the version asked answers.
+func HelpVersion(ctx context.Context) (string, bool) {
+	v, ok := ctx.Value(versionKey{}).([]string)
+	if !ok || len(v) != 1 {
+		return "", false
+	}
+	return v[0], true
+}
+
+// fetchHelpLocked starts a Help call for each version of e that has not
+// answered and is not being asked.
 func (d *Directory) fetchHelpLocked(service string, e *entry) {
-	if e.helped || e.fetching || d.help == nil {
+	if d.help == nil {
 		return
 	}
-	e.fetching = true
-	help, ctx := d.help, d.ctx
-	d.helps.Add(1)
-	go func() {
-		defer d.helps.Done()
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		rsp, err := help(hctx, service)
-		cancel()
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		e.fetching = false
-		if d.services[service] != e {
-			return // gone meanwhile
+	for _, version := range e.versions() {
+		if e.helps[version] != nil || e.fetching[version] {
+			continue
 		}
-		if err != nil {
-			// Keep the Micro Bot rule (name = command); try again at the
-			// next resync.
-			d.log.Warn("command service did not answer Help", "service", service, "err", err)
-			return
+		e.fetching[version] = true
+		help, ctx := d.help, d.ctx
+		d.helps.Add(1)
+		go func() {
+			defer d.helps.Done()
+			hctx, cancel := context.WithTimeout(context.WithValue(ctx, versionKey{}, []string{version}), 5*time.Second)
+			rsp, err := help(hctx, service)
+			cancel()
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			delete(e.fetching, version)
+			if d.services[service] != e || !slices.Contains(e.versions(), version) {
+				return // gone meanwhile
+			}
+			if err != nil {
+				// Keep the Micro Bot rule (name = command); try again at
+				// the next resync.
+				d.log.Warn("command service did not answer Help", "service", service, "version", version, "err", err)
+				return
+			}
+			e.helps[version] = rsp
+			e.commands = e.commandsOf(service)
+			d.log.Debug("command service help", "service", service, "version", version, "commands", len(e.commands))
+		}()
+	}
+}
+
+// versions returns the versions e's nodes registered, highest first.
+func (e *entry) versions() []string {
+	var out []string
+	for _, v := range e.version {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
 		}
-		e.helped = true
-		e.commands = defaultCommands(service, e.name, rsp)
-		d.log.Debug("command service help", "service", service, "commands", len(e.commands))
-	}()
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(out)))
+	return out
+}
+
+// dropGoneVersions forgets the Help of versions no node serves any more.
+func (e *entry) dropGoneVersions(service string) {
+	live := e.versions()
+	changed := false
+	for v := range e.helps {
+		if !slices.Contains(live, v) {
+			delete(e.helps, v)
+			changed = true
+		}
+	}
+	if changed {
+		e.commands = e.commandsOf(service)
+	}
+}
+
+// commandsOf returns the commands of every version that answered Help,
+// as the highest version that lists each describes it, with the versions
+// that serve it when not all do.
+func (e *entry) commandsOf(service string) []Command {
+	var out []Command
+	at := map[string]int{} // pattern → index in out
+	all := e.versions()
+	for _, v := range all {
+		rsp := e.helps[v]
+		if rsp == nil {
+			continue
+		}
+		for _, c := range defaultCommands(service, e.name, rsp) {
+			i, ok := at[c.Pattern()]
+			if !ok {
+				i = len(out)
+				at[c.Pattern()] = i
+				out = append(out, c)
+			}
+			out[i].Versions = append(out[i].Versions, v)
+		}
+	}
+	if len(out) == 0 {
+		return defaultCommands(service, e.name, nil)
+	}
+	for i := range out {
+		if len(out[i].Versions) == len(all) {
+			out[i].Versions = nil // every version serves it
+		}
+	}
+	return out
 }
 
 // noteNode logs a new node the router cannot call.
@@ -480,6 +572,7 @@ func (d *Directory) uncallableLocked(service string, e *entry) string {
 }
 
 func (e *entry) forget(id string) {
+	delete(e.version, id)
 	delete(e.nodes, id)
 	delete(e.seen, id)
 	delete(e.born, id)
@@ -565,9 +658,10 @@ func (d *Directory) Sync(ctx context.Context) error {
 // listing is the result of listing the registry and looking up each
 // command service in it.
 type listing struct {
-	nodes  map[string][]*registry.Node // listed and looked up (maybe with no nodes)
-	failed map[string]bool             // listed, but the lookup failed
-	errs   []error
+	nodes    map[string][]*registry.Node // listed and looked up (maybe with no nodes)
+	versions map[string]string           // service name + "/" + node id → version
+	failed   map[string]bool             // listed, but the lookup failed
+	errs     []error
 }
 
 func (l listing) err() error { return errors.Join(l.errs...) }
@@ -583,7 +677,7 @@ func (d *Directory) list(ctx context.Context) (listing, error) {
 			names[s.Name] = true
 		}
 	}
-	l := listing{nodes: make(map[string][]*registry.Node, len(names)), failed: map[string]bool{}}
+	l := listing{nodes: make(map[string][]*registry.Node, len(names)), versions: map[string]string{}, failed: map[string]bool{}}
 	var (
 		wg  sync.WaitGroup
 		fmu sync.Mutex
@@ -601,6 +695,9 @@ func (d *Directory) list(ctx context.Context) (listing, error) {
 			var nodes []*registry.Node
 			for _, s := range svcs {
 				nodes = append(nodes, s.Nodes...)
+				for _, n := range s.Nodes {
+					l.versions[name+"/"+n.Id] = s.Version
+				}
 			}
 			l.nodes[name] = nodes
 		})
@@ -627,6 +724,7 @@ func (d *Directory) merge(l listing, started time.Time) {
 				d.noteNode(name, n)
 			}
 			e.nodes[n.Id] = n
+			e.version[n.Id] = l.versions[name+"/"+n.Id]
 			if e.seen[n.Id].Before(started) {
 				e.seen[n.Id] = started
 			}
@@ -693,6 +791,7 @@ func (d *Directory) prune(l listing, since time.Time) {
 			}
 			e.forget(id)
 		}
+		e.dropGoneVersions(name)
 		if len(e.nodes) == 0 {
 			delete(d.services, name)
 			d.log.Info("command service gone", "service", name)
@@ -758,15 +857,17 @@ func (d *Directory) Lookup(ctx context.Context, word string) (Command, bool) {
 	}
 	v, _, _ := d.lookups.Do(service, func() (any, error) {
 		svcs, err := d.reg.GetService(service, registry.GetContext(ctx))
-		var nodes []*registry.Node
+		found := false
 		for _, s := range svcs {
-			nodes = append(nodes, s.Nodes...)
+			found = found || len(s.Nodes) > 0
 		}
-		if err != nil || len(nodes) == 0 {
+		if err != nil || !found {
 			d.misses.Store(service, d.now())
 			return false, nil
 		}
-		d.apply("create", &registry.Service{Name: service, Nodes: nodes})
+		for _, s := range svcs {
+			d.apply("create", &registry.Service{Name: service, Version: s.Version, Nodes: s.Nodes})
+		}
 		return true, nil
 	})
 	if !v.(bool) {
@@ -803,11 +904,11 @@ func (d *Directory) Commands() []Command {
 	return out
 }
 
-// nodes returns the nodes of service to choose from, sorted by id: of
-// those the router can call (all of them if it can call none, so that the
-// call fails saying why), those not marked down, or all of them if every
-// node is marked down.
-func (d *Directory) nodes(service string) []*registry.Node {
+// nodes returns the nodes of service (of one of versions, unless there
+// are none) to choose from, sorted by id: of those the router can call (all of them if it can
+// call none, so that the call fails saying why), those not marked down, or
+// all of them if every node is marked down.
+func (d *Directory) nodes(service string, versions ...string) []*registry.Node {
 	now := d.now()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -818,6 +919,9 @@ func (d *Directory) nodes(service string) []*registry.Node {
 	all := make([]*registry.Node, 0, len(e.nodes))
 	up := make([]*registry.Node, 0, len(e.nodes))
 	for id, n := range e.nodes {
+		if len(versions) > 0 && !slices.Contains(versions, e.version[id]) {
+			continue
+		}
 		if d.callable != nil && d.callable(service, n) != nil {
 			continue
 		}
@@ -827,8 +931,10 @@ func (d *Directory) nodes(service string) []*registry.Node {
 		}
 	}
 	if len(all) == 0 {
-		for _, n := range e.nodes {
-			all = append(all, n)
+		for id, n := range e.nodes {
+			if len(versions) == 0 || slices.Contains(versions, e.version[id]) {
+				all = append(all, n)
+			}
 		}
 	}
 	if len(up) == 0 {
@@ -879,10 +985,10 @@ func (d *Directory) markUp(service, node string) {
 // rotation returns a selector.Next for one call: it starts at a random node
 // and moves to the next one on each retry, so a retry goes elsewhere when
 // there is elsewhere to go.
-func (d *Directory) rotation(service string) func() (*registry.Node, error) {
+func (d *Directory) rotation(service string, versions []string) func() (*registry.Node, error) {
 	offset := rand.IntN(1 << 30)
 	return func() (*registry.Node, error) {
-		nodes := d.nodes(service)
+		nodes := d.nodes(service, versions...)
 		if len(nodes) == 0 {
 			return nil, selector.ErrNoneAvailable
 		}
