@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/botmesh/botmesh/proto v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/sdk v0.0.0-00010101000000-000000000000
+	github.com/go-micro/plugins/v4/server/grpc v1.2.0
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.53.1
 	github.com/nats-io/nuid v1.0.1
@@ -36,6 +37,7 @@ require (
 	github.com/go-git/gcfg v1.5.0 // indirect
 	github.com/go-git/go-billy/v5 v5.3.1 // indirect
 	github.com/go-git/go-git/v5 v5.4.2 // indirect
+	github.com/go-micro/plugins/v4/client/grpc v1.2.0 // indirect
 	github.com/go-micro/plugins/v4/registry/etcd v1.2.0 // indirect
 	github.com/go-micro/plugins/v4/registry/nats v1.2.1 // indirect
 	github.com/go-micro/plugins/v4/transport/nats v1.1.1-0.20220908125827-e0369dde429b // indirect

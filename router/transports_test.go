@@ -14,6 +14,8 @@ import (
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/meshtest"
+	grpcserver "github.com/go-micro/plugins/v4/server/grpc"
+	"github.com/nats-io/nuid"
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/server"
 )
@@ -65,9 +67,10 @@ func (e *env) serveOver(name, transport, reply string) (kill func()) {
 	return kill
 }
 
-// One command served by a node on http and one on NATS, behind a router
-// on the NATS transport: both nodes get calls; when one is killed (its
-// registration left behind), the other answers every call. A command
+// One command served by a node on http, one on NATS and one on gRPC (go-micro's
+// grpc server plugin), behind a router on the NATS transport: every node
+// gets calls; when the http one is killed (its registration left behind),
+// the others answer every call. A command
 // served only over a transport the router cannot call is named with the
 // reason in help, in the reply and in the log.
 func TestMixedTransportNodes(t *testing.T) {
@@ -75,6 +78,7 @@ func TestMixedTransportNodes(t *testing.T) {
 	e := newEnvLogged(t, meshtest.NATS(t), router.Config{Timeout: 10 * time.Second}, &log)
 	killHTTP := e.serveOver("shout", "http", "from http")
 	e.serveOver("shout", "nats", "from nats")
+	e.serveGRPC("shout", "from grpc")
 
 	seen := map[string]int{}
 	waitFor(t, func() bool {
@@ -82,13 +86,13 @@ func TestMixedTransportNodes(t *testing.T) {
 		if isReply(rep) {
 			seen[string(rep.GetData())]++
 		}
-		return seen["from http"] > 0 && seen["from nats"] > 0
+		return seen["from http"] > 0 && seen["from nats"] > 0 && seen["from grpc"] > 0
 	})
 	t.Logf("answers before the http node was killed: %v", seen)
 
 	killHTTP()
 	for i := range 20 {
-		if rep := e.ask("shout"); !isReply(rep) || string(rep.GetData()) != "from nats" {
+		if rep := e.ask("shout"); !isReply(rep) || string(rep.GetData()) != "from nats" && string(rep.GetData()) != "from grpc" {
 			t.Fatalf("call %d after the http node was killed: %s %q", i, rep.GetType(), rep.GetData())
 		}
 	}
@@ -96,20 +100,39 @@ func TestMixedTransportNodes(t *testing.T) {
 	reg := meshtest.Mesh(t, e.s, nil).Registry()
 	if err := reg.Register(&registry.Service{Name: "go.micro.bot.legacy", Version: "1.0", Nodes: []*registry.Node{{
 		Id: "legacy-1", Address: "127.0.0.1:1",
-		Metadata: map[string]string{"transport": "grpc", "server": "grpc", "protocol": "grpc", "registry": "nats", "broker": "http"},
+		Metadata: map[string]string{"transport": "quic", "server": "mucp", "protocol": "mucp", "registry": "nats", "broker": "http"},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	const why = "go.micro.bot.legacy (node legacy-1) serves over grpc, which botmesh cannot call (it calls go-micro nodes over http and NATS)"
+	const why = "go.micro.bot.legacy (node legacy-1) serves over quic, which botmesh cannot call (it calls go-micro nodes over http, NATS and gRPC)"
 	waitFor(t, func() bool {
 		return strings.Contains(string(e.ask("help").GetData()), "legacy (cannot be run: "+why+")")
 	})
 	if rep := e.ask("legacy now"); !isError(rep) || string(rep.GetData()) != "legacy: "+why {
 		t.Errorf("legacy now: %s %q", rep.GetType(), rep.GetData())
 	}
-	if l := log.String(); !regexp.MustCompile(`msg="command service node cannot be called" .*service=go.micro.bot.legacy node=legacy-1 transport=grpc`).MatchString(l) {
+	if l := log.String(); !regexp.MustCompile(`msg="command service node cannot be called" .*service=go.micro.bot.legacy node=legacy-1 transport=quic`).MatchString(l) {
 		t.Errorf("the router did not log the node it cannot call:\n%s", l)
 	}
+}
+
+// serveGRPC starts a node of the command name on go-micro's grpc server
+// plugin (it registers server and transport "grpc") that answers reply.
+func (e *env) serveGRPC(name, reply string) {
+	e.t.Helper()
+	reg := meshtest.Mesh(e.t, e.s, nil).Registry()
+	srv := grpcserver.NewServer(server.Name("go.micro.bot."+name), server.Id(nuid.Next()), server.Registry(reg), server.Address("127.0.0.1:0"))
+	h := handler{exec: func(_ context.Context, _ *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+		rsp.Result = []byte(reply)
+		return nil
+	}}
+	if err := chatopsv1.RegisterCommandHandler(srv, h); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = srv.Stop() })
 }
 
 // cutProxy forwards TCP connections to a backend until cut, which closes

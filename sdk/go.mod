@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/botmesh/botmesh/proto v0.0.0-00010101000000-000000000000
+	github.com/go-micro/plugins/v4/client/grpc v1.2.0
 	github.com/go-micro/plugins/v4/registry/etcd v1.2.0
 	github.com/go-micro/plugins/v4/registry/nats v1.2.1
 	github.com/go-micro/plugins/v4/transport/nats v1.1.1-0.20220908125827-e0369dde429b

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/botmesh/botmesh/sdk/natstransport"
+	grpcclient "github.com/go-micro/plugins/v4/client/grpc"
 	"go-micro.dev/v4/client"
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/selector"
@@ -19,6 +20,7 @@ import (
 const (
 	nodeTransportHTTP = "http"
 	nodeTransportNATS = "nats" // botmesh's natstransport and go-micro's plugin: one protocol
+	nodeTransportGRPC = "grpc" // go-micro's grpc server plugin (server and transport "grpc")
 )
 
 // NodeTransport returns the transport node serves over, as its metadata
@@ -38,7 +40,7 @@ type TransportError struct {
 }
 
 func (e *TransportError) Error() string {
-	return fmt.Sprintf("%s (node %s) serves over %s, which botmesh cannot call (it calls go-micro nodes over http and NATS)", e.Service, e.Node, e.Transport)
+	return fmt.Sprintf("%s (node %s) serves over %s, which botmesh cannot call (it calls go-micro nodes over http, NATS and gRPC)", e.Service, e.Node, e.Transport)
 }
 
 // CanCall reports whether the mesh's clients can call node: nil if so, else
@@ -46,7 +48,7 @@ func (e *TransportError) Error() string {
 // over the mesh's own.
 func (m *Mesh) CanCall(service string, node *registry.Node) error {
 	switch t := NodeTransport(node); t {
-	case "", nodeTransportHTTP, nodeTransportNATS, m.tr.String():
+	case "", nodeTransportHTTP, nodeTransportNATS, nodeTransportGRPC, m.tr.String():
 		return nil
 	default:
 		return &TransportError{Service: service, Node: node.Id, Transport: t}
@@ -58,6 +60,7 @@ func (m *Mesh) CanCall(service string, node *registry.Node) error {
 type callers struct {
 	once sync.Once
 	http client.Client
+	grpc client.Client
 	nats *natstransport.Client
 }
 
@@ -75,6 +78,7 @@ func (m *Mesh) callersFor() *callers {
 			m.others.nats = natstransport.NewClient(natstransport.New(m.nc, transport.Logger(m.mlog)), base...).(*natstransport.Client)
 		}
 		m.others.http = client.NewClient(append(base, client.Transport(transport.NewHTTPTransport(transport.Logger(m.mlog))))...)
+		m.others.grpc = grpcclient.NewClient(base...)
 	})
 	return &m.others
 }
@@ -97,10 +101,14 @@ func (m *Mesh) perNode(next client.CallFunc) client.CallFunc {
 			return next(ctx, node, req, rsp, opts)
 		case t == nodeTransportNATS:
 			return m.callersFor().nats.CallNode(ctx, node, req, rsp, opts)
-		case t == nodeTransportHTTP:
+		case t == nodeTransportHTTP, t == nodeTransportGRPC:
 			// One attempt at this node's address: the caller's
 			// wrappers and retries have run around this call already.
-			return m.callersFor().http.Call(ctx, req, rsp, func(o *client.CallOptions) {
+			c := m.callersFor().http
+			if t == nodeTransportGRPC {
+				c = m.callersFor().grpc
+			}
+			return c.Call(ctx, req, rsp, func(o *client.CallOptions) {
 				o.Address = []string{node.Address}
 				o.Retries = 0
 				if opts.RequestTimeout > 0 {

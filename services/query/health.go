@@ -129,7 +129,7 @@ func classify(ctx context.Context, n *NodeHealth, rsp *dbgpb.HealthResponse, err
 	switch {
 	case errors.As(err, &wrongTransport):
 		n.State = Unreachable
-		n.Detail = fmt.Sprintf("it serves over %s, which botmesh cannot call (it calls go-micro nodes over http and NATS)", wrongTransport.Transport)
+		n.Detail = fmt.Sprintf("it serves over %s, which botmesh cannot call (it calls go-micro nodes over http, NATS and gRPC)", wrongTransport.Transport)
 	case timedOut(ctx, e.Code, detail):
 		n.State = Timeout
 		n.Detail = fmt.Sprintf("no answer within %s", limit.Round(time.Millisecond))

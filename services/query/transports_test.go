@@ -48,17 +48,17 @@ func TestMixedTransports(t *testing.T) {
 	overNATS := startGreeterOver(t, url, "nats")
 	reg := meshtest.Mesh(t, ns, nil).Registry()
 	if err := reg.Register(&registry.Service{Name: greeter.Name, Version: "1.0.0", Nodes: []*registry.Node{{
-		Id: "greeter-grpc", Address: "127.0.0.1:1",
-		Metadata: map[string]string{"transport": "grpc", "server": "grpc", "protocol": "grpc", "registry": "nats", "broker": "http"},
+		Id: "greeter-quic", Address: "127.0.0.1:1",
+		Metadata: map[string]string{"transport": "quic", "server": "mucp", "protocol": "mucp", "registry": "nats", "broker": "http"},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	meshtest.WaitRegistered(t, reg, greeter.Name, "greeter-grpc")
+	meshtest.WaitRegistered(t, reg, greeter.Name, "greeter-quic")
 
 	lines := map[string]string{
 		"greeter-" + overHTTP.Options().Id: fmt.Sprintf("• greeter-%s: ok (LATENCY)\n  address: %s (http)", overHTTP.Options().Id, overHTTP.Options().Address),
 		"greeter-" + overNATS.Options().Id: fmt.Sprintf("• greeter-%s: ok (LATENCY)\n  address: over NATS", overNATS.Options().Id),
-		"greeter-grpc":                     "• greeter-grpc: unreachable (LATENCY)\n  it serves over grpc, which botmesh cannot call (it calls go-micro nodes over http and NATS)\n  address: 127.0.0.1:1 (grpc)",
+		"greeter-quic":                     "• greeter-quic: unreachable (LATENCY)\n  it serves over quic, which botmesh cannot call (it calls go-micro nodes over http, NATS and gRPC)\n  address: 127.0.0.1:1 (quic)",
 	}
 	ids := make([]string, 0, len(lines))
 	for id := range lines {
@@ -95,16 +95,16 @@ func TestMixedTransports(t *testing.T) {
 
 	t.Run("a service only served over a transport botmesh cannot call", func(t *testing.T) {
 		if err := reg.Register(&registry.Service{Name: "legacy", Version: "0.9", Nodes: []*registry.Node{{
-			Id: "legacy-1", Address: "127.0.0.1:1", Metadata: map[string]string{"transport": "grpc", "server": "grpc", "protocol": "grpc"},
+			Id: "legacy-1", Address: "127.0.0.1:1", Metadata: map[string]string{"transport": "quic", "server": "mucp", "protocol": "mucp"},
 		}}}); err != nil {
 			t.Fatal(err)
 		}
 		meshtest.WaitRegistered(t, reg, "legacy", "legacy-1")
 		m := meshtest.Mesh(t, ns, nil)
 		h := query.New(m.Registry(), m.NewClient(), query.WithTimeout(5*time.Second))
-		wantError(t, h, `query legacy Legacy.Get {}`, "legacy (node legacy-1) serves over grpc, which botmesh cannot call (it calls go-micro nodes over http and NATS)")
+		wantError(t, h, `query legacy Legacy.Get {}`, "legacy (node legacy-1) serves over quic, which botmesh cannot call (it calls go-micro nodes over http, NATS and gRPC)")
 		got, _ := say(t, h, "health legacy")
-		if !strings.Contains(got, "it serves over grpc, which botmesh cannot call") {
+		if !strings.Contains(got, "it serves over quic, which botmesh cannot call") {
 			t.Errorf("health legacy:\n%s", got)
 		}
 	})
