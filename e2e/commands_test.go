@@ -232,7 +232,7 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"}",
 		"greeter: its node is healthy",
 		"• greeter-ID: ok (LATENCY)",
-		"  address: ADDRESS",
+		"  address: over NATS",
 		"hello - Returns a greeting",
 		"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
 		"ping - Returns pong",
