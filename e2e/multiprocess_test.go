@@ -55,7 +55,7 @@ func TestIntegrationMultiProcess(t *testing.T) {
 		switch l := sh.line(t, 25*time.Second); {
 		case l == "probe":
 			usable = time.Since(started)
-		case strings.HasPrefix(l, `unknown command "echo"`) && time.Since(started) < 15*time.Second:
+		case strings.HasPrefix(l, `unknown command "echo probe"`) && time.Since(started) < 15*time.Second:
 		default:
 			t.Fatalf("echo after start: %q", l)
 		}

@@ -63,7 +63,7 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	switch {
 	case errors.Is(err, parse.ErrEmpty):
 		out.status = audit.StatusRejected
-		return r.errorReply(ev, "empty message: type help for the commands")
+		return r.errorReply(ev, "empty message. "+typeHelp(ev))
 	case errors.As(err, &tooLong):
 		out.status = audit.StatusRejected
 		return r.errorReply(ev, fmt.Sprintf("message too long: %d bytes; the limit is %d", tooLong.Size, tooLong.Limit))

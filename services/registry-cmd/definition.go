@@ -10,8 +10,12 @@ import (
 	"go-micro.dev/v4/registry"
 )
 
-// Example is a service definition, shown when one is missing.
-const Example = `{"name":"billing","version":"1.0.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090"}]}`
+// Example is a service definition, shown when one is missing;
+// DeregisterExample is enough to deregister its node.
+const (
+	Example           = `{"name":"billing","version":"1.0.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090"}]}`
+	DeregisterExample = `{"name":"billing","nodes":[{"id":"billing-1"}]}`
+)
 
 // Limits on a definition; a registration is for chat, not bulk data.
 const (

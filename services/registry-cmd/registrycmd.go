@@ -76,15 +76,17 @@ func New(reg registry.Registry, opts ...Option) *Handler {
 	return h
 }
 
-// Help lists the four commands.
+// Help lists the four commands, in the Micro Bot's form ([name]
+// placeholders); a description's second line, an example, is shown by
+// "help COMMAND".
 func (h *Handler) Help(_ context.Context, _ *chatopsv1.HelpRequest, rsp *chatopsv1.HelpResponse) error {
-	rsp.Usage = "list services | get service NAME | register service DEFINITION | deregister service DEFINITION"
+	rsp.Usage = "list services | get service [name] | register service [definition] | deregister service [definition]"
 	rsp.Description = "The micro CLI's registry commands"
 	rsp.Commands = []*chatopsv1.CommandSpec{
-		{Pattern: CmdList, Usage: "list services", Description: "Lists the registered services with their node counts"},
-		{Pattern: CmdGet, Usage: "get service NAME", Description: "Shows a service's versions, nodes and endpoints"},
-		{Pattern: CmdRegister, Usage: "register service DEFINITION", Description: "Registers a service given as go-micro JSON"},
-		{Pattern: CmdDeregister, Usage: "deregister service DEFINITION", Description: "Deregisters nodes (name and node ids are enough)"},
+		{Pattern: CmdList, Usage: "list services", Description: "Lists the registered services with their node counts\nExample: list services"},
+		{Pattern: CmdGet, Usage: "get service [name]", Description: "Shows a service's versions, nodes and endpoints\nExample: get service greeter"},
+		{Pattern: CmdRegister, Usage: "register service [definition]", Description: "Registers a service given as go-micro JSON\nExample: register service " + Example},
+		{Pattern: CmdDeregister, Usage: "deregister service [definition]", Description: "Deregisters nodes (name and node ids are enough)\nExample: deregister service " + DeregisterExample},
 	}
 	return nil
 }
@@ -160,9 +162,9 @@ func (h *Handler) get(ctx context.Context, req *chatopsv1.ExecRequest) (string, 
 	args := req.GetArgs()
 	switch {
 	case len(args) < 3:
-		return "", errors.New("which service? Usage: get service NAME (list services shows the names)")
+		return "", errors.New("which service? Usage: get service [name] (list services shows the names)")
 	case len(args) > 3:
-		return "", fmt.Errorf("get service takes one NAME, not %d words", len(args)-2)
+		return "", fmt.Errorf("get service takes one [name], not %d words", len(args)-2)
 	}
 	svcs, err := Lookup(ctx, h.reg, args[2])
 	if err != nil {
