@@ -152,9 +152,12 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	ok("yes", "Deregistered billing: 1 node (billing-1). It has no nodes left.")
 	eventually(t, in, "list services", func(r reply) bool { return r.text == services })
 	fails("get service billing", `get service: unknown service "billing". Type list services to see them all.`)
-	confirm(`register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]`)
-	fails("yes",
+	// Bad input is refused before any confirmation is asked.
+	fails(`register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]`,
 		"register service: malformed JSON at line 1, column 67: the JSON ends too early: a closing } ] or \" is missing (near `.0.5:9090\"}]`)")
+	fails("register service garbage", `register service: "garbage" is not a definition: a definition is a go-micro service in JSON, e.g. {"name":"billing","version":"1.0.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090"}]}`)
+	fails(`deregister service {"name":"billing","nodes":[{"id":"billing-9"}]}`, `deregister service: unknown service "billing". Type list services to see them all.`)
+	fails("yes", "nothing to confirm: you have no command waiting here (they wait 1m0s)")
 
 	// query a go-micro service with protobuf handlers, with JSON.
 	ok(`query greeter Greeter.Hello {"name":"Ada"}`, "{\n  \"message\": \"Hello, Ada!\"\n}")

@@ -51,6 +51,9 @@ const (
 // says where (a *jsonarg.SyntaxError inside).
 func ParseDefinition(text string, p Purpose) (*registry.Service, error) {
 	text = jsonarg.Unwrap(text)
+	if t := strings.TrimSpace(text); t != "" && !strings.HasPrefix(t, "{") && !strings.HasPrefix(t, "[") {
+		return nil, &DefinitionError{Msg: fmt.Sprintf("%q is not a definition: a definition is a go-micro service in JSON, e.g. %s", clip(t, 40), Example)}
+	}
 	var svc registry.Service
 	err := jsonarg.Decode([]byte(text), &svc, true)
 	var unknown *jsonarg.UnknownFieldError

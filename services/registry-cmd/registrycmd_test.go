@@ -207,3 +207,57 @@ func TestHelpExamplesRun(t *testing.T) {
 		}
 	}
 }
+
+// Validate refuses what Exec would refuse, with the same sentence, and
+// changes nothing; what Exec would run it accepts.
+func TestValidate(t *testing.T) {
+	reg := registry.NewMemoryRegistry()
+	h := registrycmd.New(reg)
+	validate := func(text string) string {
+		t.Helper()
+		words := strings.Fields(text)
+		rsp := &chatopsv1.ExecResponse{}
+		if err := h.Validate(context.Background(), &chatopsv1.ExecRequest{Args: words, Text: text, Command: strings.ToLower(strings.Join(words[:2], " "))}, rsp); err != nil {
+			t.Fatalf("%s: Validate failed: %v", text, err)
+		}
+		return rsp.Error
+	}
+	for _, text := range []string{
+		"register service garbage",
+		"register service",
+		`register service {"name":"go.micro.bot.evil","nodes":[{"id":"e1","address":"10.0.0.1:1"}]}`,
+		`register service {"name":"billing","nodes":[{"id":"b1"}]}`,
+		`deregister service {"name":"billing","nodes":[{"id":"b1"}]}`,
+		"deregister service {",
+	} {
+		got := validate(text)
+		if got == "" {
+			t.Errorf("%s: accepted", text)
+			continue
+		}
+		if _, want := say(t, h, text); got != want {
+			t.Errorf("%s: Validate says %q, Exec %q", text, got, want)
+		}
+	}
+	if svcs, _ := reg.ListServices(); len(svcs) != 0 {
+		t.Fatalf("validation changed the registry: %v", svcs)
+	}
+	if got := validate("register service " + registrycmd.Example); got != "" {
+		t.Errorf("the example is refused: %q", got)
+	}
+	if svcs, _ := reg.ListServices(); len(svcs) != 0 {
+		t.Fatalf("validating a registration registered it: %v", svcs)
+	}
+	wantResult(t, h, "register service "+registrycmd.Example, "Registered billing version 1.0.0 with 1 node: billing-1 at 10.0.0.5:9090.")
+	if got := validate("deregister service " + registrycmd.DeregisterExample); got != "" {
+		t.Errorf("deregistering a registered node is refused: %q", got)
+	}
+	if svcs, _ := reg.GetService("billing"); len(svcs) != 1 || len(svcs[0].Nodes) != 1 {
+		t.Fatalf("validating a deregistration deregistered: %v", svcs)
+	}
+	for _, text := range []string{"list services", "get service billing"} {
+		if got := validate(text); got != "" {
+			t.Errorf("%s: %q", text, got)
+		}
+	}
+}
