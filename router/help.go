@@ -145,7 +145,9 @@ func (r *Router) helpEntries(ev *chatopsv1.Event) []helpEntry {
 			add(newEntry(h.name, usage, desc))
 		}
 	}
-	for _, c := range r.dir.Commands() {
+	cmds := r.dir.Commands()
+	r.noteSeen(cmds)
+	for _, c := range cmds {
 		add(serviceEntry(c))
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -210,12 +212,16 @@ func (r *Router) commandNames(ev *chatopsv1.Event) []string {
 	return names
 }
 
-// unknown explains that the words of ev's message start no command, and
-// suggests the closest commands. It quotes the words that failed: as many
+// unknown explains that the words of ev's message start no command: a
+// command whose service is gone says so (gone.go); else it suggests the
+// closest commands. It quotes the words that failed: as many
 // as the suggested commands have ("the three law" for "the three laws",
 // "ecko" of "ecko hi" for "echo"), or, with nothing to suggest, the whole
 // message (up to a length).
 func (r *Router) unknown(ev *chatopsv1.Event, words []string) string {
+	if c, ok := r.goneCommand(ev, words); ok {
+		return r.goneText(ev, c)
+	}
 	s := suggest.Commands(words, r.commandNames(ev))
 	n := len(words)
 	if len(s) > 0 {
