@@ -57,6 +57,8 @@ rules:
 		"SHOUT":               regexp.MustCompile(`^"shout" is gone: go\.micro\.bot\.shout was last seen \d+s ago\.`),
 		"list services":       regexp.MustCompile(`^"list services" is gone: go\.micro\.bot\.registry was last seen \d+s ago\.`),
 		"get service billing": regexp.MustCompile(`^"get service" is gone: go\.micro\.bot\.registry was last seen \d+s ago\.`),
+		"help shout":          regexp.MustCompile(`^"shout" is gone: go\.micro\.bot\.shout was last seen \d+s ago\.`),
+		"help list services":  regexp.MustCompile(`^"list services" is gone: go\.micro\.bot\.registry was last seen \d+s ago\.`),
 		"whisper hi":          regexp.MustCompile(`^unknown command "whisper hi"\.`),
 		"list":                regexp.MustCompile(`^unknown command "list"\.`),
 	} {

@@ -171,8 +171,8 @@ func (r *Router) helpText(ev *chatopsv1.Event) string {
 }
 
 // helpFor answers "help COMMAND" (words are COMMAND's): the usage,
-// description and examples of the command the words start, or that there
-// is none, with the closest names. A command help would not list for the
+// description and examples of the command the words start, or that it is
+// gone, or that there is none, with the closest names. A command help would not list for the
 // user is not described to them either.
 func (r *Router) helpFor(ctx context.Context, ev *chatopsv1.Event, words []string) *chatopsv1.Event {
 	may := r.helpShows(ev)
@@ -194,6 +194,9 @@ func (r *Router) helpFor(ctx context.Context, ev *chatopsv1.Event, words []strin
 		default:
 			return r.reply(ev, serviceEntry(t.cmd).full())
 		}
+	}
+	if c, ok := r.goneCommand(ev, words); ok {
+		return r.errorReply(ev, r.goneText(ev, c))
 	}
 	text := fmt.Sprintf("There is no command %q.", truncate(strings.Join(words, " "), 64))
 	if s := suggest.Commands(words, r.commandNames(ev)); len(s) > 0 {
