@@ -77,7 +77,7 @@ func newEntry(name, usage, desc string) helpEntry {
 
 // placeholderWord is an argument written the micro CLI's way, NAME or
 // [JSON]; the Micro Bot wrote [name] and [json].
-var placeholderWord = regexp.MustCompile(`^\[?([A-Z][A-Z0-9_]+)\]?$`)
+var placeholderWord = regexp.MustCompile(`^\[?([A-Z][A-Z0-9_]*)\]?$`)
 
 // placeholders returns the arguments of usage written in capitals (NAME,
 // [JSON]), outside double quotes (a cron expression's "S M H DOM MON DOW"
@@ -98,7 +98,7 @@ func placeholders(usage string) map[string]bool {
 }
 
 // capitalWord is a word of capitals, possibly in brackets.
-var capitalWord = regexp.MustCompile(`\[?\b[A-Z][A-Z0-9_]+\b\]?`)
+var capitalWord = regexp.MustCompile(`\[?\b[A-Z][A-Z0-9_]*\b\]?`)
 
 // seedWords writes the placeholders ph in text the Micro Bot's way:
 // "[name]" for NAME and [NAME]. Other words of capitals (JSON in a
