@@ -265,9 +265,9 @@ func inRoom(ev *chatopsv1.Event) bool {
 // addressLine tells how to address the bot in ev's room.
 func addressLine(ev *chatopsv1.Event) string {
 	if a := ev.GetMeta()[MetaAddress]; a != "" {
-		return "In channels, address me as in " + a + "."
+		return "In channels, address me like this: " + a + "."
 	}
-	return "In channels, address me by name first (name: help, @name help) or with the command prefix (!help)."
+	return "In channels, address me by my name first (name: help or @name help), or start with the command prefix (!help by default)."
 }
 
 // typeHelp tells how to get the list of commands where ev was said: in a

@@ -178,13 +178,13 @@ func TestHelpInRoom(t *testing.T) {
 		line, typeHelp string
 	}{
 		{"gateway says room and address", "irc", map[string]string{router.MetaRoom: "true", router.MetaAddress: address},
-			"In channels, address me as in botmesh: help, @botmesh help or !help.", "For the list of commands, type botmesh: help, @botmesh help or !help."},
+			"In channels, address me like this: botmesh: help, @botmesh help or !help.", "For the list of commands, type botmesh: help, @botmesh help or !help."},
 		{"xmpp groupchat, older gateway", "xmpp", map[string]string{"xmpp.type": "groupchat"},
-			"In channels, address me by name first (name: help, @name help) or with the command prefix (!help).", "For the list of commands, address help to me by name."},
+			"In channels, address me by my name first (name: help or @name help), or start with the command prefix (!help by default).", "For the list of commands, address help to me by name."},
 		{"irc channel, older gateway", "irc", map[string]string{"irc.target": "#ops"},
-			"In channels, address me by name first (name: help, @name help) or with the command prefix (!help).", "For the list of commands, address help to me by name."},
+			"In channels, address me by my name first (name: help or @name help), or start with the command prefix (!help by default).", "For the list of commands, address help to me by name."},
 		{"slack channel, older gateway", "slack", map[string]string{"slack.channel_type": "channel"},
-			"In channels, address me by name first (name: help, @name help) or with the command prefix (!help).", "For the list of commands, address help to me by name."},
+			"In channels, address me by my name first (name: help or @name help), or start with the command prefix (!help by default).", "For the list of commands, address help to me by name."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			help := string(e.askIn(tc.platform, tc.meta, "help").GetData())
