@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,7 +79,8 @@ func seedSuite(t *testing.T, in *adaptertest.Input, seed *proc) {
 	say := func(text string, r reply) {
 		fmt.Fprintf(&transcript, "> %s\n%s\n", text, r.text)
 	}
-	help := eventually(t, in, "help", func(r reply) bool { return strings.Contains(r.text, "\n"+seedLine) })
+	listed := func(r reply) bool { return slices.Contains(strings.Split(r.text, "\n"), seedLine) }
+	help := eventually(t, in, "help", listed)
 	say("help", help)
 	for _, tc := range []struct {
 		text, want string
@@ -106,7 +108,7 @@ func seedSuite(t *testing.T, in *adaptertest.Input, seed *proc) {
 	if err := seed.stop(t, syscall.SIGTERM, 15*time.Second); err != nil {
 		t.Errorf("seed service after SIGTERM: %v", err)
 	}
-	gone := eventually(t, in, "help", func(r reply) bool { return !strings.Contains(r.text, seedLine) })
+	gone := eventually(t, in, "help", func(r reply) bool { return !listed(r) && !strings.Contains(r.text, "This is an example bot command") })
 	say("help  (after the service stopped)", gone)
 	t.Logf("transcript:\n%s", transcript.String())
 }

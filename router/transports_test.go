@@ -106,7 +106,7 @@ func TestMixedTransportNodes(t *testing.T) {
 	}
 	const why = "go.micro.bot.legacy (node legacy-1) serves over quic, which botmesh cannot call (it calls go-micro nodes over http, NATS and gRPC)"
 	waitFor(t, func() bool {
-		return strings.Contains(string(e.ask("help").GetData()), "legacy (cannot be run: "+why+")")
+		return strings.Contains(string(e.ask("help").GetData()), "\nlegacy - cannot be run: "+why)
 	})
 	if rep := e.ask("legacy now"); !isError(rep) || string(rep.GetData()) != "legacy: "+why {
 		t.Errorf("legacy now: %s %q", rep.GetType(), rep.GetData())
@@ -230,7 +230,9 @@ func TestTwoVersions(t *testing.T) {
 		},
 		exec: answer("v1"),
 	})
-	waitFor(t, func() bool { return strings.Contains(string(e.ask("help").GetData()), "\nshout TEXT - Shouts TEXT") })
+	waitFor(t, func() bool {
+		return strings.Contains(string(e.ask("help").GetData()), "\nshout [text] - Shouts [text]\n")
+	})
 
 	e.serveVersion("shout", "2.0.0", handler{
 		help: func(rsp *chatopsv1.HelpResponse) error {
@@ -244,7 +246,7 @@ func TestTwoVersions(t *testing.T) {
 	})
 	waitFor(t, func() bool {
 		h := string(e.ask("help").GetData())
-		return strings.Contains(h, "\nshout TEXT - Shouts TEXT, louder") && strings.Contains(h, "\nwhisper TEXT - Whispers TEXT")
+		return strings.Contains(h, "\nshout [text] - Shouts [text], louder") && strings.Contains(h, "\nwhisper [text] - Whispers [text]")
 	})
 	for i := range 20 {
 		if rep := e.ask("whisper hi"); !isReply(rep) || string(rep.GetData()) != "v2: whisper hi" {
@@ -266,7 +268,7 @@ func TestTwoVersions(t *testing.T) {
 		}
 		return true
 	})
-	if h := string(e.ask("help").GetData()); !strings.Contains(h, "\nshout TEXT - Shouts TEXT, louder") || strings.Contains(h, "Shouts TEXT\n") {
+	if h := string(e.ask("help").GetData()); !strings.Contains(h, "\nshout [text] - Shouts [text], louder") || strings.Contains(h, "Shouts [text]\n") {
 		t.Errorf("help after version 1.0.0 stopped:\n%s", h)
 	}
 }
