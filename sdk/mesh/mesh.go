@@ -190,7 +190,8 @@ type Mesh struct {
 	mlog logger.Logger
 	ann  *lan.Announcement
 
-	others callers // for nodes on another transport than tr
+	others      callers             // for nodes on another transport than tr
+	perNodeOpts []client.CallOption // the last options of every call (perNodeClient)
 }
 
 // Option configures Connect.
@@ -318,6 +319,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 	default:
 		m.reg = registry.NewMemoryRegistry(registry.Logger(m.mlog))
 	}
+	m.perNodeOpts = []client.CallOption{client.WithSelectOption(selector.WithFilter(m.callable)), client.WithCallWrapper(m.perNode)}
 	switch cfg.Transport {
 	case TransportNATS:
 		// The process's own connection: the writes of concurrent calls

@@ -10,7 +10,6 @@ import (
 	grpcclient "github.com/go-micro/plugins/v4/client/grpc"
 	"go-micro.dev/v4/client"
 	"go-micro.dev/v4/registry"
-	"go-micro.dev/v4/selector"
 	"go-micro.dev/v4/transport"
 )
 
@@ -136,8 +135,11 @@ type perNodeClient struct {
 }
 
 func (c perNodeClient) Call(ctx context.Context, req client.Request, rsp interface{}, opts ...client.CallOption) error {
-	all := make([]client.CallOption, 0, len(opts)+2)
-	all = append(append(all, opts...), client.WithSelectOption(selector.WithFilter(c.m.callable)), client.WithCallWrapper(c.m.perNode))
+	if len(opts) == 0 {
+		return c.Client.Call(ctx, req, rsp, c.m.perNodeOpts...)
+	}
+	all := make([]client.CallOption, 0, len(opts)+len(c.m.perNodeOpts))
+	all = append(append(all, opts...), c.m.perNodeOpts...)
 	return c.Client.Call(ctx, req, rsp, all...)
 }
 
