@@ -26,19 +26,28 @@ const (
 	ircChannel = "#ops"
 )
 
-// ircInput makes the IRC input as the gateway binary does: flags, Init.
+// ircInput makes the IRC input as the gateway binary does (gatewayInput).
 func ircInput(t *testing.T, srv *ircdtest.Server, args ...string) adapter.Input {
 	t.Helper()
-	in := ircgw.New()
+	return gatewayInput(t, ircgw.Name, append([]string{"--irc_server=" + srv.Addr, "--irc_nick=" + ircNick, "--irc_channels=" + ircChannel}, args...)...)
+}
+
+// gatewayInput makes the input called name as the gateway binary does:
+// every input's flags and the shared ones (--prefix) parsed from args,
+// then Select, which initialises it.
+func gatewayInput(t *testing.T, name string, args ...string) adapter.Input {
+	t.Helper()
+	set := gateway.Inputs().Instantiate()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	in.Flags(fs)
-	if err := fs.Parse(append([]string{"--irc_server=" + srv.Addr, "--irc_nick=" + ircNick, "--irc_channels=" + ircChannel}, args...)); err != nil {
+	set.Flags(fs)
+	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Init(adapter.Env{Log: meshtest.Logger(t).With("input", "irc")}); err != nil {
+	ins, err := set.Select(name, adapter.Env{Log: meshtest.Logger(t)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return in
+	return ins[0]
 }
 
 // ircLines serves "lines N": N numbered lines.
@@ -115,8 +124,15 @@ func TestIRCThroughTheMesh(t *testing.T) {
 	}
 	ask(ircChannel, ircNick+": echo hello from irc", "hello from irc")
 	ask(ircChannel, "!ping", "pong")
+	ask(ircChannel, "@"+ircNick+" ping", "pong")
+	ask(ircChannel, ircNick+", echo comma", "comma")
 	ask(ircNick, "echo in private", "in private")
-	alice.Say(t, ircChannel, "echo not for the bot")
+	ask(ircNick, "!ping", "pong")
+	// Chatter in the channel, the bot's nick starting a sentence
+	// included, gets no answer (no "unknown command" to the channel).
+	for _, text := range []string{"echo not for the bot", ircNick + " is acting up again", ircNick + " ping", "!!!"} {
+		alice.Say(t, ircChannel, text)
+	}
 	alice.Quiet(t, ircNick, 2*time.Second)
 
 	if !testing.Short() {

@@ -1,7 +1,8 @@
 // Package ircgw is the IRC input (github.com/ergochat/irc-go): the bot
 // connects to a server (TLS and SASL optional), joins channels, and answers
-// in a channel when addressed ("botmesh: ping", "botmesh, ping", or a
-// prefix such as "!ping") and in private messages.
+// in a channel when addressed (adapter.Addressing: "botmesh: ping",
+// "botmesh, ping", "@botmesh ping" or the prefix, "!ping") and in private
+// messages.
 //
 // Replies are split into lines that fit IRC's 512-byte limit as the server
 // relays them, and sent through one paced queue per connection so that the
@@ -55,7 +56,9 @@ type Config struct {
 	// Channels to join (--irc_channels, comma-separated: #ops,#dev).
 	Channels []string
 	// Prefix also addresses the bot in a channel when a message starts
-	// with it (--irc_prefix, "!": "!ping"); empty turns it off.
+	// with it ("!ping"); empty turns it off. Init sets it from --prefix,
+	// which all inputs share, unless --irc_prefix (its old name, for IRC
+	// only) is given.
 	Prefix string
 	// SASLUser logs in to the network's account with SASL PLAIN
 	// (--irc_sasl_user); use it with TLS.
@@ -94,7 +97,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Nick:         "botmesh",
-		Prefix:       "!",
+		Prefix:       adapter.DefaultPrefix,
 		KeepAlive:    time.Minute,
 		Timeout:      30 * time.Second,
 		ReconnectMax: time.Minute,
@@ -111,6 +114,8 @@ type Secret = secret.Value
 type Input struct {
 	cfg Config
 	log *slog.Logger
+	// ownPrefix: --irc_prefix was given, and wins over --prefix.
+	ownPrefix bool
 
 	// Set by Init.
 	password string
@@ -168,7 +173,10 @@ func (in *Input) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CAFile, "irc_ca_file", c.CAFile, "PEM file of certificate authorities to trust besides the system's")
 	fs.StringVar(&c.Nick, "irc_nick", c.Nick, "nick of the bot; users address it with \"nick: command\" in channels")
 	fs.Var(flagenv.List(&c.Channels), "irc_channels", "comma-separated channels to join (#ops,#dev)")
-	fs.StringVar(&c.Prefix, "irc_prefix", c.Prefix, "a channel message starting with this is a command for the bot (empty: off)")
+	fs.Func("irc_prefix", "IRC only, instead of --prefix: a channel message starting with this is a command for the bot (empty: off)", func(v string) error {
+		c.Prefix, in.ownPrefix = v, true
+		return nil
+	})
 	fs.StringVar(&c.SASLUser, "irc_sasl_user", c.SASLUser, "account to log in to with SASL PLAIN (use with --irc_tls)")
 	fs.Var(&c.SASLPassword, "irc_sasl_password", "SASL password (prefer the environment variable or --irc_sasl_password_file)")
 	fs.StringVar(&c.SASLPasswordFile, "irc_sasl_password_file", c.SASLPasswordFile, "file holding the SASL password")
@@ -231,6 +239,9 @@ func (c Config) Validate() error {
 func (in *Input) Init(env adapter.Env) error {
 	if env.Log != nil {
 		in.log = env.Log
+	}
+	if !in.ownPrefix {
+		in.cfg.Prefix = env.Prefix
 	}
 	c := in.cfg
 	if err := c.Validate(); err != nil {

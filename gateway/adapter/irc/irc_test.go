@@ -69,13 +69,14 @@ func TestAddressing(t *testing.T) {
 	events := serve(t, newInput(t, srv), echo)
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 
-	for _, text := range []string{"ping", "botmesh ping", "hello botmesh: ping", "botmeshy: ping", "\x01ACTION waves\x01", "!"} {
+	for _, text := range []string{"ping", "botmesh ping", "botmesh is acting up again", "hello botmesh: ping", "botmeshy: ping", "\x01ACTION waves\x01", "!", "!!!"} {
 		alice.Say(t, channel, text)
 	}
 	for _, tc := range []struct{ say, want string }{
 		{"botmesh: ping 1", "ping 1"},
 		{"BotMesh, ping 2", "ping 2"},
 		{"!ping 3", "ping 3"},
+		{"@botmesh ping 4", "ping 4"},
 		{"botmesh: \x02bold\x02 \x0304red\x03", "bold red"},
 	} {
 		alice.Say(t, channel, tc.say)
@@ -91,7 +92,8 @@ func TestAddressing(t *testing.T) {
 	for _, tc := range []struct{ say, want string }{
 		{"ping", "ping"},
 		{"botmesh: ping", "ping"},
-		{"!ping", "!ping"}, // in private the prefix is part of the text
+		{"!ping", "ping"},
+		{"botmesh is slow", "botmesh is slow"}, // in private every message is for the bot
 	} {
 		alice.Say(t, botNick, tc.say)
 		m := alice.NextFrom(t, botNick, 15*time.Second)

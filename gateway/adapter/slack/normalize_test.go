@@ -20,7 +20,7 @@ import (
 )
 
 // fixtureBot is the bot the fixtures were recorded for.
-var fixtureBot = identity{UserID: "UBOT0001", BotID: "BBOT0001", TeamID: "T0001"}
+var fixtureBot = identity{UserID: "UBOT0001", BotID: "BBOT0001", TeamID: "T0001", Name: "botmesh", Prefix: "!"}
 
 // want is a fixture's expected result, written by hand: the Event, or why
 // the event is ignored.

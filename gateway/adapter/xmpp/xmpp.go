@@ -94,6 +94,7 @@ type Input struct {
 	self     jid.JID
 	password string
 	nick     string
+	prefix   string // addresses the bot in rooms (--prefix)
 	rooms    []jid.JID
 	addr     string // host:port to dial; empty: SRV lookup of the domain
 	tls      *tls.Config
@@ -217,6 +218,7 @@ func (in *Input) Init(env adapter.Env) error {
 			return fmt.Errorf("xmpp: password file %s is empty", c.PasswordFile)
 		}
 	}
+	in.prefix = env.Prefix
 	in.nick = c.Nick
 	if in.nick == "" {
 		in.nick = in.self.Localpart()

@@ -71,14 +71,14 @@ func TestRoomAnswersOnlyWhenAddressed(t *testing.T) {
 	events := echo(t, newInput(t, srv, "--xmpp_rooms="+room))
 	alice.WaitOnline(t, room+"/"+botNick, 15*time.Second)
 
-	for _, text := range []string{"ping", "hello botmesh", "botmeshy ping", "botmesh_ ping", "what does @botmesh do?"} {
+	for _, text := range []string{"ping", "hello botmesh", "botmeshy ping", "botmesh_ ping", "what does @botmesh do?", "botmesh ping", "botmesh is acting up again", "!!!"} {
 		alice.SayRoom(t, room, text)
 	}
 	for _, tc := range []struct{ say, want string }{
 		{"botmesh: ping 1", "ping 1"},
 		{"BotMesh, ping 2", "ping 2"},
 		{"@botmesh ping 3", "ping 3"},
-		{"  botmesh   ping 4  ", "ping 4"},
+		{"  !ping 4  ", "ping 4"},
 	} {
 		alice.SayRoom(t, room, tc.say)
 		m := alice.NextFrom(t, room+"/"+botNick, 10*time.Second)
