@@ -117,6 +117,8 @@ func TestIRCThroughTheMesh(t *testing.T) {
 		wantTarget := ircChannel
 		if target == ircNick {
 			wantTarget = "alice"
+		} else {
+			want = "alice: " + want // in a channel the bot names the asker
 		}
 		if got.Text != want || got.Target != wantTarget {
 			t.Errorf("%q to %s: the bot said %q to %s, want %q to %s", text, target, got.Text, got.Target, want, wantTarget)
@@ -136,7 +138,7 @@ func TestIRCThroughTheMesh(t *testing.T) {
 	alice.Quiet(t, ircNick, 2*time.Second)
 
 	if !testing.Short() {
-		first := ircAsk(t, alice, ircChannel, "!lines 50", func(s string) bool { return strings.HasPrefix(s, "line 01 of 50") })
+		first := ircAsk(t, alice, ircChannel, "!lines 50", func(s string) bool { return strings.HasPrefix(s, "alice: line 01 of 50") })
 		began := first.At
 		for i := 2; i <= 50; i++ {
 			got := alice.NextFrom(t, ircNick, 20*time.Second)
@@ -209,7 +211,7 @@ func ircAndXMPPAnswer(t *testing.T, irc *ircdtest.Server, xmpp *prosodytest.Serv
 	if m := alice.NextFrom(t, xmppBot, 20*time.Second); m.Body != "via xmpp" {
 		t.Errorf("xmpp: the bot said %q", m.Body)
 	}
-	if m := bob.NextFrom(t, ircNick, 20*time.Second); m.Text != "via irc" || m.Target != ircChannel {
+	if m := bob.NextFrom(t, ircNick, 20*time.Second); m.Text != "bob: via irc" || m.Target != ircChannel {
 		t.Errorf("irc: the bot said %q to %s", m.Text, m.Target)
 	}
 }

@@ -92,7 +92,7 @@ func TestXMPPThroughTheMesh(t *testing.T) {
 		{"!ping", "pong"},
 	} {
 		alice.SayRoom(t, room, tc.say)
-		if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != tc.want || m.Type != "groupchat" {
+		if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != "alice: "+tc.want || m.Type != "groupchat" {
 			t.Errorf("room %q: the bot said %s %q, want %q (chatter answered?)", tc.say, m.Type, m.Body, tc.want)
 		}
 	}
@@ -116,7 +116,7 @@ func TestXMPPThroughTheMesh(t *testing.T) {
 	alice.Join(t, room, "alice")
 	alice.WaitOnline(t, bot, 15*time.Second)
 	alice.SayRoom(t, room, "@"+xmppNick+" echo back in the room")
-	if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != "back in the room" {
+	if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != "alice: back in the room" {
 		t.Errorf("room after the restart: %q", m.Body)
 	}
 }

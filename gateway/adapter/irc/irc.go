@@ -383,7 +383,8 @@ func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 }
 
 // Send implements adapter.Conn: it queues the reply's lines for the
-// channel or nick the message came from and returns; the sender posts them
+// channel or nick the message came from (in a channel, naming the asker:
+// "alice: pong") and returns; the sender posts them
 // at the paced rate, after a reconnect if need be. It fails only when the
 // queue is full or the input stopped.
 func (in *Input) Send(_ context.Context, ev *chatopsv1.Event) error {
@@ -403,10 +404,14 @@ func (in *Input) Send(_ context.Context, ev *chatopsv1.Event) error {
 	if l, _ := in.current(); l != nil {
 		limit = l.budget(target)
 	}
-	lines := splitReply(string(ev.GetData()), limit)
-	if len(lines) == 0 {
-		lines = []string{"(empty reply)"}
+	text := string(ev.GetData())
+	if len(splitReply(text, limit)) == 0 {
+		text = "(empty reply)"
 	}
+	if ev.GetMeta()[adapter.MetaRoom] == "true" {
+		text = adapter.NameAsker(ev.GetMeta()[MetaNick], text)
+	}
+	lines := splitReply(text, limit)
 	lines = cutLines(lines, in.cfg.MaxLines)
 	if err := in.out.add(target, lines); err != nil {
 		return fmt.Errorf("irc: reply to %s: %w", target, err)

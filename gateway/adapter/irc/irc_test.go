@@ -81,8 +81,8 @@ func TestAddressing(t *testing.T) {
 	} {
 		alice.Say(t, channel, tc.say)
 		m := alice.NextFrom(t, botNick, 15*time.Second)
-		if m.Target != channel || m.Text != "re: "+tc.want {
-			t.Errorf("%q: the bot said %q to %s, want %q in %s (an unaddressed message answered?)", tc.say, m.Text, m.Target, "re: "+tc.want, channel)
+		if m.Target != channel || m.Text != "alice: re: "+tc.want {
+			t.Errorf("%q: the bot said %q to %s, want %q in %s (an unaddressed message answered?)", tc.say, m.Text, m.Target, "alice: re: "+tc.want, channel)
 		}
 	}
 	ev := <-events
@@ -107,6 +107,8 @@ func TestAddressing(t *testing.T) {
 
 // Long and multi-line replies arrive whole, in lines the server relays
 // unchanged, in order; beyond --irc_max_lines they are cut with a note.
+// (Asked in private: in a channel the bot names the asker first, see
+// TestChannelReplies.)
 func TestLongReplies(t *testing.T) {
 	srv := ircdtest.Start(t)
 	alice := srv.Connect(t, "alice", false)
@@ -131,7 +133,7 @@ func TestLongReplies(t *testing.T) {
 		var got []string
 		for range n {
 			m := alice.NextFrom(t, botNick, 20*time.Second)
-			if len(":botmesh!~botmesh@127.0.0.1 PRIVMSG #botmesh :"+m.Text+"\r\n") > 512 {
+			if len(":botmesh!~botmesh@127.0.0.1 PRIVMSG "+m.Target+" :"+m.Text+"\r\n") > 512 {
 				t.Errorf("line of %d bytes: %q", len(m.Text), m.Text)
 			}
 			got = append(got, m.Text)
@@ -147,26 +149,26 @@ func TestLongReplies(t *testing.T) {
 		}
 		return got
 	}
-	alice.Say(t, channel, "botmesh: long")
+	alice.Say(t, botNick, "long")
 	// A long line with spaces wraps between words: the pieces joined by
 	// spaces give it back.
 	if got := readAll(long, " "); strings.Join(got, " ") != long || len(got) < 3 {
 		t.Errorf("long line: got %d pieces joining to %q, want %q", len(got), strings.Join(got, " "), long)
 	}
-	alice.Say(t, channel, "botmesh: lines")
+	alice.Say(t, botNick, "lines")
 	if got := read(3); strings.Join(got, "|") != "first|third|fourth" {
 		t.Errorf("multi-line: got %q", got)
 	}
-	alice.Say(t, channel, "botmesh: too many")
+	alice.Say(t, botNick, "too many")
 	if got := read(5); strings.Join(got[:4], "|") != "line|line|line|line" || got[4] != "… [cut: 8 more lines not shown]" {
 		t.Errorf("12 lines, --irc_max_lines=5: got %q", got)
 	}
-	alice.Say(t, channel, "botmesh: unicode")
+	alice.Say(t, botNick, "unicode")
 	if got := readAll(replies["unicode"], ""); strings.Join(got, "") != replies["unicode"] || len(got) < 3 {
 		t.Errorf("1200 bytes of é: got %q", got)
 	}
 	for _, tc := range []struct{ ask, want string }{{"nul", "ab"}, {"empty", "(empty reply)"}, {"colon", ":)"}, {"leading", " indented"}, {"tabs only", "(empty reply)"}} {
-		alice.Say(t, channel, "botmesh: "+tc.ask)
+		alice.Say(t, botNick, tc.ask)
 		if got := read(1); got[0] != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.ask, got[0], tc.want)
 		}
@@ -183,7 +185,7 @@ func TestNickTaken(t *testing.T) {
 	serve(t, newInput(t, srv, "--irc_keepalive=5s", "--irc_timeout=5s"), echo)
 	alice.WaitMember(t, channel, botNick+"_0", 15*time.Second)
 	alice.Say(t, channel, botNick+"_0: ping")
-	if m := alice.NextFrom(t, botNick+"_0", 15*time.Second); m.Text != "re: ping" {
+	if m := alice.NextFrom(t, botNick+"_0", 15*time.Second); m.Text != "alice: re: ping" {
 		t.Errorf("as %s_0: got %q", botNick, m.Text)
 	}
 	began := time.Now()
@@ -191,7 +193,7 @@ func TestNickTaken(t *testing.T) {
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 	t.Logf("measured: the bot took its nick back %s after it was freed (keep-alive 5s)", time.Since(began).Round(time.Millisecond))
 	alice.Say(t, channel, botNick+": ping")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: ping" {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: ping" {
 		t.Errorf("as %s again: got %q", botNick, m.Text)
 	}
 }
@@ -206,7 +208,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	serve(t, in, echo)
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 	alice.Say(t, channel, botNick+": before")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: before" {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: before" {
 		t.Fatalf("before the restart: got %q", m.Text)
 	}
 	began := time.Now()
@@ -216,7 +218,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	alice.WaitMember(t, channel, botNick, 30*time.Second)
 	t.Logf("measured: the bot was back in %s %s after the restart began", channel, time.Since(began).Round(time.Millisecond))
 	alice.Say(t, channel, botNick+": after")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: after" || m.Target != channel {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: after" || m.Target != channel {
 		t.Errorf("channel after the restart: got %q to %s", m.Text, m.Target)
 	}
 	alice.Say(t, botNick, "private after")
@@ -258,7 +260,7 @@ func TestKeepAliveNoticesHungServer(t *testing.T) {
 	for {
 		alice.Say(t, channel, botNick+": still there?")
 		if m, ok := alice.Receive(3 * time.Second); ok {
-			if !strings.HasPrefix(m.From, botNick) || m.Text != "re: still there?" {
+			if !strings.HasPrefix(m.From, botNick) || m.Text != "alice: re: still there?" {
 				t.Errorf("after the hang: %s said %q", m.From, m.Text)
 			}
 			t.Logf("measured: answered again %s after the server resumed, as %s", time.Since(resumed).Round(time.Millisecond), m.From)
@@ -277,7 +279,7 @@ func TestTLS(t *testing.T) {
 	serve(t, newInput(t, srv, "--irc_server="+srv.TLSAddr, "--irc_tls", "--irc_ca_file="+srv.CAFile), echo)
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 	alice.Say(t, channel, botNick+": over tls")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: over tls" {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: over tls" {
 		t.Errorf("over TLS: got %q", m.Text)
 	}
 

@@ -78,7 +78,7 @@ func (p *platform) NewInput(t *testing.T) adapter.Input {
 }
 
 func (p *platform) Conversations() []adaptertest.Conversation {
-	return []adaptertest.Conversation{{Name: "dm", Direct: true}, {Name: p.room}}
+	return []adaptertest.Conversation{{Name: "dm", Direct: true}, {Name: p.room, Asker: "alice: "}}
 }
 
 func (p *platform) Say(t *testing.T, c adaptertest.Conversation, text string) {

@@ -334,8 +334,8 @@ func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	}
 }
 
-// Send implements adapter.Conn: it posts the reply to the room or user
-// the message came from. While the input reconnects, Send waits for the
+// Send implements adapter.Conn: it posts the reply to the room (naming
+// the asker: "alice: pong") or user the message came from. While the input reconnects, Send waits for the
 // new connection (and the rooms rejoined) until ctx ends.
 func (in *Input) Send(ctx context.Context, ev *chatopsv1.Event) error {
 	to := ev.GetMeta()[MetaReplyTo]
@@ -350,7 +350,11 @@ func (in *Input) Send(ctx context.Context, ev *chatopsv1.Event) error {
 	if typ != "groupchat" {
 		typ = "chat"
 	}
-	body := cut(string(ev.GetData()), in.cfg.MaxReplyBytes)
+	text := string(ev.GetData())
+	if typ == "groupchat" && ev.GetMeta()[adapter.MetaRoom] == "true" {
+		text = adapter.NameAsker(ev.GetMeta()[MetaNick], text)
+	}
+	body := cut(text, in.cfg.MaxReplyBytes)
 	for {
 		s, err := in.session(ctx)
 		if err != nil {
