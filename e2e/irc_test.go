@@ -137,13 +137,18 @@ func TestIRCThroughTheMesh(t *testing.T) {
 	}
 	alice.Quiet(t, ircNick, 2*time.Second)
 
+	// A long answer asked in the channel goes to the asker in private,
+	// whole and in order, with one line in the channel saying so.
 	if !testing.Short() {
-		first := ircAsk(t, alice, ircChannel, "!lines 50", func(s string) bool { return strings.HasPrefix(s, "alice: line 01 of 50") })
-		began := first.At
-		for i := 2; i <= 50; i++ {
+		note := ircAsk(t, alice, ircChannel, "!lines 50", func(s string) bool { return strings.HasPrefix(s, "alice: sent you the") })
+		if note.Text != "alice: sent you the 50 lines in a private message" || note.Target != ircChannel {
+			t.Errorf("50-line answer: the channel got %q in %s", note.Text, note.Target)
+		}
+		began := note.At
+		for i := 1; i <= 50; i++ {
 			got := alice.NextFrom(t, ircNick, 20*time.Second)
-			if want := fmt.Sprintf("line %02d of 50: the quick brown fox jumps over the lazy dog", i); got.Text != want {
-				t.Fatalf("line %d of the 50-line result: got %q, want %q", i, got.Text, want)
+			if want := fmt.Sprintf("line %02d of 50: the quick brown fox jumps over the lazy dog", i); got.Text != want || got.Target != "alice" {
+				t.Fatalf("line %d of the 50-line result: got %q to %s, want %q to alice", i, got.Text, got.Target, want)
 			}
 			if i == 50 {
 				t.Logf("measured: 50 lines arrived over %s (5 at once, then 1 per second)", got.At.Sub(began).Round(time.Millisecond))

@@ -229,6 +229,10 @@ func (l *link) budget(target string) int {
 }
 
 func (l *link) privmsg(m ircmsg.Message) {
+	if l.in.pastes.take(m) {
+		l.in.log.Debug("next piece of a split message", "from", m.Nick())
+		return
+	}
 	s := self{
 		nick:      l.c.CurrentNick(),
 		want:      l.in.cfg.Nick,
@@ -245,7 +249,7 @@ func (l *link) privmsg(m ircmsg.Message) {
 		return
 	}
 	l.in.log.Debug("message received", "from", ev.GetFrom().GetId(), "to", ev.GetTo(), "event", ev.GetId())
-	l.in.emit(ev)
+	l.in.pastes.hold(m, ev)
 }
 
 // wake tells the sender that something changed.

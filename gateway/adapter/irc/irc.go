@@ -91,6 +91,11 @@ type Config struct {
 	// MaxLines is the most lines one reply may take; a longer reply is cut
 	// with a note (--irc_max_lines).
 	MaxLines int
+	// ChannelLines is the most lines of an answer posted in a channel: a
+	// longer one goes to the asker in a private message, and one line in
+	// the channel says so, rather than flooding the channel for seconds at
+	// the paced rate (--irc_channel_lines; 0: every answer in the channel).
+	ChannelLines int
 }
 
 // DefaultConfig returns the defaults.
@@ -104,6 +109,7 @@ func DefaultConfig() Config {
 		SendBurst:    5,
 		SendInterval: time.Second,
 		MaxLines:     60,
+		ChannelLines: 4,
 	}
 }
 
@@ -122,6 +128,7 @@ type Input struct {
 	tls      *tls.Config
 
 	events    chan *chatopsv1.Event
+	pastes    *pastes // messages split by the client, being joined
 	out       *outbox
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -148,7 +155,7 @@ func New() adapter.Input { return NewWithConfig(DefaultConfig()) }
 
 // NewWithConfig returns an IRC input with cfg as its flags' defaults.
 func NewWithConfig(cfg Config) *Input {
-	return &Input{
+	in := &Input{
 		cfg:    cfg,
 		log:    slog.New(slog.DiscardHandler),
 		events: make(chan *chatopsv1.Event, 256),
@@ -156,6 +163,8 @@ func NewWithConfig(cfg Config) *Input {
 		done:   make(chan struct{}),
 		change: make(chan struct{}),
 	}
+	in.pastes = newPastes(in.emit)
+	return in
 }
 
 // String implements adapter.Input.
@@ -186,6 +195,7 @@ func (in *Input) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.SendBurst, "irc_send_burst", c.SendBurst, "lines sent at once before pacing starts")
 	fs.DurationVar(&c.SendInterval, "irc_send_interval", c.SendInterval, "time between lines after the burst, so that flood control does not disconnect the bot")
 	fs.IntVar(&c.MaxLines, "irc_max_lines", c.MaxLines, "most lines one reply may take; longer replies are cut with a note")
+	fs.IntVar(&c.ChannelLines, "irc_channel_lines", c.ChannelLines, "most lines of an answer posted in a channel; a longer one goes to the asker in a private message, with a note in the channel (0: all in the channel)")
 }
 
 // Validate checks the config and returns what is wrong, in words for a
@@ -227,6 +237,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxLines < 2 {
 		errs = append(errs, fmt.Errorf("--irc_max_lines %d is below 2", c.MaxLines))
+	}
+	if c.ChannelLines < 0 {
+		errs = append(errs, fmt.Errorf("--irc_channel_lines %d is negative", c.ChannelLines))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("irc: %w", err)
@@ -338,6 +351,9 @@ func (in *Input) Stop(ctx context.Context) error {
 	cancel := in.cancel
 	in.mu.Unlock()
 	in.stopOnce.Do(func() { close(in.stop) })
+	if n := in.pastes.drop(); n > 0 {
+		in.log.Warn("split messages dropped at stop, before their last piece came", "messages", n)
+	}
 	if cancel == nil { // never started
 		return nil
 	}
@@ -400,24 +416,43 @@ func (in *Input) Send(_ context.Context, ev *chatopsv1.Event) error {
 		return adapter.ErrClosed
 	default:
 	}
-	limit := budget(in.cfg.Nick+"_99", "", target) // a fallback nick is longer
-	if l, _ := in.current(); l != nil {
-		limit = l.budget(target)
-	}
+	limit := in.budget(target)
 	text := string(ev.GetData())
 	if len(splitReply(text, limit)) == 0 {
 		text = "(empty reply)"
 	}
-	if ev.GetMeta()[adapter.MetaRoom] == "true" {
-		text = adapter.NameAsker(ev.GetMeta()[MetaNick], text)
+	nick := ev.GetMeta()[MetaNick]
+	room := ev.GetMeta()[adapter.MetaRoom] == "true"
+	if room && nick != "" && !strings.ContainsAny(nick, " ,\x00\r\n") && in.cfg.ChannelLines > 0 {
+		if private := splitReply(text, in.budget(nick)); len(private) > in.cfg.ChannelLines {
+			// A long answer in a channel floods it for seconds (1 line
+			// a second after the burst): it goes to the asker.
+			private = cutLines(private, in.cfg.MaxLines)
+			note := adapter.NameAsker(nick, fmt.Sprintf("sent you the %d lines in a private message", len(private)))
+			if err := in.out.add(batch{target, []string{note}}, batch{nick, private}); err != nil {
+				return fmt.Errorf("irc: reply to %s: %w", nick, err)
+			}
+			in.log.Debug("reply queued in private", "channel", target, "nick", nick, "event", ev.GetInReplyTo(), "lines", len(private))
+			return nil
+		}
 	}
-	lines := splitReply(text, limit)
-	lines = cutLines(lines, in.cfg.MaxLines)
-	if err := in.out.add(target, lines); err != nil {
+	if room {
+		text = adapter.NameAsker(nick, text)
+	}
+	lines := cutLines(splitReply(text, limit), in.cfg.MaxLines)
+	if err := in.out.add(batch{target, lines}); err != nil {
 		return fmt.Errorf("irc: reply to %s: %w", target, err)
 	}
 	in.log.Debug("reply queued", "target", target, "event", ev.GetInReplyTo(), "lines", len(lines))
 	return nil
+}
+
+// budget is how many bytes of text fit in one line to target.
+func (in *Input) budget(target string) int {
+	if l, _ := in.current(); l != nil {
+		return l.budget(target)
+	}
+	return budget(in.cfg.Nick+"_99", "", target) // a fallback nick is longer
 }
 
 // emit hands an event to Recv, waiting while the gateway is busy.

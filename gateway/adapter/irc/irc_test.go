@@ -8,6 +8,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -350,5 +351,119 @@ func TestStopBeforeStart(t *testing.T) {
 	conn, _ := in.Stream(context.Background())
 	if _, err := conn.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
 		t.Errorf("Recv after Stop: %v, want adapter.ErrClosed", err)
+	}
+}
+
+// In a channel the bot names the asker; an answer of more than
+// --irc_channel_lines (4) lines goes to the asker in a private message,
+// and one line in the channel says so; in private nothing changes.
+func TestChannelReplies(t *testing.T) {
+	srv := ircdtest.Start(t)
+	alice := srv.Connect(t, "alice", false)
+	alice.Join(t, channel)
+	numbered := func(n int) string {
+		var b strings.Builder
+		for i := 1; i <= n; i++ {
+			fmt.Fprintf(&b, "line %d of %d\n", i, n)
+		}
+		return b.String()
+	}
+	serve(t, newInput(t, srv), func(text string) string {
+		n, err := strconv.Atoi(strings.TrimPrefix(text, "lines "))
+		if err != nil {
+			return "re: " + text
+		}
+		return numbered(n)
+	})
+	alice.WaitMember(t, channel, botNick, 15*time.Second)
+
+	read := func(n int) []ircdtest.Msg {
+		t.Helper()
+		var got []ircdtest.Msg
+		for range n {
+			got = append(got, alice.NextFrom(t, botNick, 20*time.Second))
+		}
+		return got
+	}
+	alice.Say(t, channel, "!ping")
+	if m := read(1)[0]; m.Text != "alice: re: ping" || m.Target != channel {
+		t.Errorf("short answer: %q to %s, want %q in %s", m.Text, m.Target, "alice: re: ping", channel)
+	}
+	alice.Say(t, channel, "!lines 4")
+	for i, m := range read(4) {
+		want := fmt.Sprintf("line %d of 4", i+1)
+		if i == 0 {
+			want = "alice: " + want
+		}
+		if m.Text != want || m.Target != channel {
+			t.Errorf("4-line answer, line %d: %q to %s, want %q in %s", i+1, m.Text, m.Target, want, channel)
+		}
+	}
+	alice.Say(t, channel, "!lines 14")
+	got := read(15)
+	if got[0].Text != "alice: sent you the 14 lines in a private message" || got[0].Target != channel {
+		t.Errorf("14-line answer: first %q to %s, want the note in %s", got[0].Text, got[0].Target, channel)
+	}
+	for i, m := range got[1:] {
+		if want := fmt.Sprintf("line %d of 14", i+1); m.Text != want || m.Target != "alice" {
+			t.Errorf("14-line answer, line %d: %q to %s, want %q to alice", i+1, m.Text, m.Target, want)
+		}
+	}
+	alice.Say(t, botNick, "lines 6")
+	for i, m := range read(6) {
+		if want := fmt.Sprintf("line %d of 6", i+1); m.Text != want || m.Target != "alice" {
+			t.Errorf("6 lines in private, line %d: %q to %s, want %q to alice", i+1, m.Text, m.Target, want)
+		}
+	}
+	alice.Quiet(t, botNick, time.Second)
+}
+
+// A message too long for one IRC line, split by the user's client into
+// full lines sent back to back, is one command: its pieces are joined (in
+// private, and in a channel where only the first piece addresses the
+// bot), not answered one by one. Short lines stay commands of their own.
+func TestSplitMessageIsOneCommand(t *testing.T) {
+	srv := ircdtest.Start(t)
+	alice := srv.Connect(t, "alice", false)
+	alice.Join(t, channel)
+	events := serve(t, newInput(t, srv), func(text string) string { return fmt.Sprintf("got %d bytes", len(text)) })
+	alice.WaitMember(t, channel, botNick, 15*time.Second)
+	// 442 bytes: relayed with alice's prefix, 480 bytes or more, as a
+	// client's pieces are.
+	piece := func(i int) string { return fmt.Sprintf("piece%d %s", i, strings.Repeat("word ", 87)) }
+	next := func() string {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return string(ev.GetData())
+		case <-time.After(20 * time.Second):
+			t.Fatal("no event within 20s")
+			return ""
+		}
+	}
+	pieces := []string{"echo " + piece(1), piece(2), piece(3), "the end"}
+	for _, p := range pieces {
+		alice.Say(t, botNick, p)
+	}
+	want := strings.Join([]string{strings.TrimSpace(pieces[0]), strings.TrimSpace(pieces[1]), strings.TrimSpace(pieces[2]), "the end"}, " ")
+	if got := next(); got != want {
+		t.Errorf("a paste of 4 lines in private became %.60q… (%d bytes), want the 4 joined (%d bytes)", got, len(got), len(want))
+	}
+	alice.Say(t, botNick, "ping")
+	alice.Say(t, botNick, "echo two")
+	if a, b := next(), next(); a != "ping" || b != "echo two" {
+		t.Errorf("two short lines: events %q, %q", a, b)
+	}
+
+	alice.Say(t, channel, botNick+": echo "+piece(1))
+	alice.Say(t, channel, piece(2))
+	alice.Say(t, channel, "last")
+	if got, want := next(), "echo "+strings.TrimSpace(piece(1))+" "+strings.TrimSpace(piece(2))+" last"; got != want {
+		t.Errorf("a paste of 3 lines in the channel became %.60q… (%d bytes), want the 3 joined (%d bytes)", got, len(got), len(want))
+	}
+	select {
+	case ev := <-events:
+		t.Errorf("a piece became an event of its own: %.60q", ev.GetData())
+	case <-time.After(4 * time.Second): // longer than the window for pieces (3s)
 	}
 }

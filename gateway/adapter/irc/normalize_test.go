@@ -175,10 +175,10 @@ func TestOutboxPacing(t *testing.T) {
 
 func TestOutboxOrderPerTarget(t *testing.T) {
 	o := newOutbox(1, 0)
-	if err := o.add("#a", []string{"a1", "a2"}); err != nil {
+	if err := o.add(batch{"#a", []string{"a1", "a2"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.add("bob", []string{"b1"}); err != nil {
+	if err := o.add(batch{"bob", []string{"b1"}}); err != nil {
 		t.Fatal(err)
 	}
 	joined := false
@@ -207,7 +207,7 @@ func TestOutboxOrderPerTarget(t *testing.T) {
 	if strings.Join(got, "|") != "b1|a1|a2" {
 		t.Errorf("sent %q, want b1|a1|a2", got)
 	}
-	if err := o.add("#a", make([]string, maxQueued+1)); err == nil {
+	if err := o.add(batch{"#a", make([]string, maxQueued+1)}); err == nil {
 		t.Error("a reply beyond the queue's room was taken")
 	}
 }
