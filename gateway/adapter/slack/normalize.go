@@ -53,8 +53,8 @@ type identity struct {
 
 // addressing is the rule (adapter.Addressing) for the bot: its mention
 // (<@U…>, the label dropped), its name, the prefix.
-func (self identity) addressing() adapter.Addressing {
-	return adapter.Addressing{Mentions: []string{"<@" + self.UserID + ">"}, Names: []string{self.Name}, Prefix: self.Prefix}
+func (id identity) addressing() adapter.Addressing {
+	return adapter.Addressing{Mentions: []string{"<@" + id.UserID + ">"}, Names: []string{id.Name}, Prefix: id.Prefix}
 }
 
 // leadingMention rewrites a mention of the bot with a label at the start
