@@ -50,7 +50,7 @@ func newPastes(emit func(*chatopsv1.Event)) *pastes {
 // take handles a PRIVMSG: it returns true when the line was the next
 // piece of a held message (and so is not a message of its own).
 func (p *pastes) take(m ircmsg.Message) bool {
-	if len(m.Params) < 2 {
+	if len(m.Params) < 2 || strings.HasPrefix(m.Params[1], "\x01") { // CTCP (/me) is no piece
 		return false
 	}
 	key := pasteKey(m)
