@@ -32,6 +32,7 @@ import (
 	"github.com/botmesh/botmesh/router/ratelimit"
 	"github.com/botmesh/botmesh/sdk/command"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/memory"
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/suggest"
 	"github.com/nats-io/nats.go"
@@ -460,6 +461,11 @@ func (r *Router) useJetStream(ctx context.Context) {
 		r.log.Warn("no schedules: the schedules stream could not be made (nats-server 2.14 or later is needed)", "err", err)
 	} else {
 		r.schedJS = js
+	}
+	if err := durable.Setup(jctx, func(ctx context.Context) error {
+		return memory.EnsureBuckets(ctx, js, replicas)
+	}); err != nil {
+		r.log.Warn("no memory: command services that keep memory (sdk/memory) will say it is not there", "err", err)
 	}
 	var rec *audit.Recorder
 	err = durable.Setup(jctx, func(ctx context.Context) (err error) {
