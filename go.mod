@@ -9,6 +9,7 @@ require (
 	github.com/botmesh/botmesh/sdk v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/echo v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/greeter v0.0.0-00010101000000-000000000000
+	github.com/botmesh/botmesh/services/note v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/query v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/registry-cmd v0.0.0-00010101000000-000000000000
 	github.com/chromedp/cdproto v0.0.0-20260714215040-dc233986426f
@@ -17,6 +18,9 @@ require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.53.1
 	github.com/nats-io/nuid v1.0.1
+	go-micro.dev/v4 v4.11.0
+	golang.org/x/term v0.47.0
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -74,18 +78,15 @@ require (
 	github.com/urfave/cli/v2 v2.25.7 // indirect
 	github.com/xanzy/ssh-agent v0.3.2 // indirect
 	github.com/xrash/smetrics v0.0.0-20201216005158-039620a65673 // indirect
-	go-micro.dev/v4 v4.11.0 // indirect
 	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/term v0.47.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/tomb.v1 v1.0.0-20141024135613-dd632973f1e7 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
@@ -102,6 +103,7 @@ replace (
 	github.com/botmesh/botmesh/sdk => ./sdk
 	github.com/botmesh/botmesh/services/echo => ./services/echo
 	github.com/botmesh/botmesh/services/greeter => ./services/greeter
+	github.com/botmesh/botmesh/services/note => ./services/note
 	github.com/botmesh/botmesh/services/query => ./services/query
 	github.com/botmesh/botmesh/services/registry-cmd => ./services/registry-cmd
 )

@@ -174,7 +174,7 @@ func TestAllInOneShell(t *testing.T) {
 		var out, errs bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := allinone.Main(ctx, []string{"--log_level", "error"}, strings.NewReader(input), &out, &errs); err != nil {
+		if err := allinone.Main(ctx, []string{"--log_level", "error", "--data_dir", t.TempDir()}, strings.NewReader(input), &out, &errs); err != nil {
 			t.Fatalf("botmesh: %v\nstderr:\n%s", err, errs.String())
 		}
 		return out.String()
@@ -192,6 +192,8 @@ func TestAllInOneShell(t *testing.T) {
 			"get service NAME - Shows a service's versions, nodes and endpoints",
 			"health SERVICE - Asks every node of SERVICE for its health, with latency",
 			"list services - Lists the registered services with their node counts",
+			"note add TEXT | note forget N - Keeps a note for this conversation, or forgets note N",
+			"notes - Lists this conversation's notes",
 			"query SERVICE METHOD [JSON] - Calls METHOD (e.g. Greeter.Hello) of SERVICE with a JSON request",
 			"register service DEFINITION - Registers a service given as go-micro JSON",
 		}, "\n") + "\n"

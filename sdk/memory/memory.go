@@ -54,6 +54,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -422,10 +423,19 @@ func (m *Memory) index(ctx context.Context) ([]string, uint64, error) {
 }
 
 // changeIndex applies change to the scope's key list and writes it if the
-// list did not change meanwhile, else tries again. change returns nil to
-// leave the list as it is.
+// list did not change meanwhile, else tries again after a random pause
+// (ErrBusy after maxTries, or when ctx ends). change returns nil to leave
+// the list as it is.
 func (m *Memory) changeIndex(ctx context.Context, change func([]string) ([]string, error)) error {
-	for range 20 {
+	for try := range maxTries {
+		if try > 0 {
+			pause := time.Duration(rand.Int64N(int64(min(try, 20)) * int64(2*time.Millisecond)))
+			select {
+			case <-ctx.Done():
+				return ErrBusy
+			case <-time.After(pause):
+			}
+		}
 		keys, rev, err := m.index(ctx)
 		if err != nil {
 			return err
@@ -450,6 +460,11 @@ func (m *Memory) changeIndex(ctx context.Context, change func([]string) ([]strin
 	}
 	return ErrBusy
 }
+
+// maxTries bounds the writes of a key list that other writers keep
+// changing: 50 writers adding a key to one scope at once all got through
+// (services/note's TestNoteLimit).
+const maxTries = 200
 
 type entry struct {
 	Entry
