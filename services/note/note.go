@@ -62,8 +62,16 @@ type kept struct {
 	At   time.Time `json:"at"`
 }
 
-// Exec runs note add, note forget and notes.
+// Ask is the question note add without text asks; the user's next message
+// is the note.
+const Ask = "What should I note?"
+
+// Exec runs note add, note forget and notes, and takes the answer to Ask.
 func (h *Handler) Exec(ctx context.Context, req *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+	if isBareAdd(req) && req.GetAnswer() == nil && req.GetConversation().GetChannel() != "" {
+		rsp.Question = &chatopsv1.Question{Text: Ask, State: []byte("add")}
+		return nil
+	}
 	out, err := h.exec(ctx, req)
 	if err != nil {
 		rsp.Error = err.Error()
@@ -73,11 +81,20 @@ func (h *Handler) Exec(ctx context.Context, req *chatopsv1.ExecRequest, rsp *cha
 	return nil
 }
 
+// isBareAdd reports whether req is "note add" without text.
+func isBareAdd(req *chatopsv1.ExecRequest) bool {
+	a := req.GetArgs()
+	return len(a) == 2 && strings.EqualFold(a[0], "note") && strings.EqualFold(a[1], "add")
+}
+
 func (h *Handler) exec(ctx context.Context, req *chatopsv1.ExecRequest) (string, error) {
 	args := req.GetArgs()
 	mem, err := h.store.Of(memory.Conversation, req)
 	if err != nil {
 		return "", err
+	}
+	if a := req.GetAnswer(); a != nil && string(a.GetState()) == "add" {
+		return h.add(ctx, mem, req, strings.TrimSpace(req.GetText()))
 	}
 	if len(args) > 0 && strings.EqualFold(args[0], "notes") {
 		return h.list(ctx, mem)

@@ -43,7 +43,14 @@ var event atomic.Int64
 // say runs text as user in channel and returns what the user would see.
 func say(t *testing.T, h *note.Handler, user, channel, text string) string {
 	t.Helper()
+	return run(t, h, user, channel, text, nil)
+}
+
+// run is say, with text the answer to a question when answer is not nil.
+func run(t *testing.T, h *note.Handler, user, channel, text string, answer *chatopsv1.Answer) string {
+	t.Helper()
 	req := &chatopsv1.ExecRequest{
+		Answer:       answer,
 		Args:         strings.Fields(text),
 		Text:         text,
 		Caller:       &chatopsv1.Peer{Id: user, Name: user},
@@ -58,6 +65,9 @@ func say(t *testing.T, h *note.Handler, user, channel, text string) string {
 	if rsp.Error != "" {
 		return "error: " + rsp.Error
 	}
+	if q := rsp.Question; q != nil {
+		return "question: " + q.Text + " state " + string(q.State)
+	}
 	return string(rsp.Result)
 }
 
@@ -69,7 +79,7 @@ func TestNotes(t *testing.T) {
 		{"bob", "ops", "note add rollback plan: v1.2", "noted (note 2)"},
 		{"bob", "ops", "notes", "1. deploy   at 5pm, *not* before (ada)\n2. rollback plan: v1.2 (bob)"},
 		{"ada", "dev", "notes", "no notes here yet (note add TEXT keeps one)"},
-		{"ada", "ops", "note add", "error: what should I note? Usage: note add TEXT"},
+		{"ada", "ops", "note add", "question: What should I note? state add"},
 		{"ada", "ops", "note forget 3", `error: no note "3" here: give a number from 1 to 2 (notes shows them)`},
 		{"ada", "ops", "note forget one", `error: no note "one" here: give a number from 1 to 2 (notes shows them)`},
 		{"ada", "ops", "note forget", "error: which note? Usage: note forget N (notes shows the numbers)"},
@@ -82,6 +92,23 @@ func TestNotes(t *testing.T) {
 		if got := say(t, h, step.user, step.channel, step.text); got != step.want {
 			t.Errorf("%s in %s: %q\n got %q\nwant %q", step.user, step.channel, step.text, got, step.want)
 		}
+	}
+}
+
+// note add without text asks; the answer, with the state the question
+// carried, is the note. A Micro Bot router (no caller, no conversation)
+// is neither asked nor served: it cannot say whose notes.
+func TestNoteAsks(t *testing.T) {
+	h := handler(t)
+	if got := run(t, h, "ada", "ops", "  at 5pm:   deploy ", &chatopsv1.Answer{State: []byte("add")}); got != "noted (note 1)" {
+		t.Errorf("the answer: %q", got)
+	}
+	if got := say(t, h, "bob", "ops", "notes"); got != "1. at 5pm:   deploy (ada)" {
+		t.Errorf("notes: %q", got)
+	}
+	rsp := &chatopsv1.ExecResponse{}
+	if err := h.Exec(t.Context(), &chatopsv1.ExecRequest{Args: []string{"note", "add"}}, rsp); err != nil || rsp.Question != nil || rsp.Error != "memory: the request does not say who asks and where: call this command through a botmesh router" {
+		t.Errorf("note add from a Micro Bot router: %v %+v", err, rsp)
 	}
 }
 
