@@ -182,20 +182,20 @@ func TestAllInOneShell(t *testing.T) {
 	t.Run("the README example", func(t *testing.T) {
 		got := run(t, "ping\necho hi there\nhelp\n")
 		want := "pong\nhi there\n" + strings.Join([]string{
+			"deregister service [definition] - Deregisters nodes (name and node ids are enough)",
+			"echo [text] - Returns the [text]",
+			"get service [name] - Shows a service's versions, nodes and endpoints",
+			"health [service] - Asks every node of [service] for its health, with latency",
 			"hello - Returns a greeting",
-			"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
+			"help [command] - Displays help for all known commands, or the usage, description and examples of [command]",
+			"list services - Lists the registered services with their node counts",
+			"note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]",
+			"notes - Lists this conversation's notes",
 			"ping - Returns pong",
+			"query [service] [method] [json] - Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request",
+			"register service [definition] - Registers a service given as go-micro JSON",
 			"the three laws - Returns the three laws of robotics",
 			"time - Returns the server time",
-			"deregister service DEFINITION - Deregisters nodes (name and node ids are enough)",
-			"echo [text] - Returns the [text]",
-			"get service NAME - Shows a service's versions, nodes and endpoints",
-			"health SERVICE - Asks every node of SERVICE for its health, with latency",
-			"list services - Lists the registered services with their node counts",
-			"note add TEXT | note forget N - Keeps a note for this conversation, or forgets note N",
-			"notes - Lists this conversation's notes",
-			"query SERVICE METHOD [JSON] - Calls METHOD (e.g. Greeter.Hello) of SERVICE with a JSON request",
-			"register service DEFINITION - Registers a service given as go-micro JSON",
 		}, "\n") + "\n"
 		if got != want {
 			t.Errorf("stdout:\n%s\nwant:\n%s", got, want)

@@ -28,7 +28,7 @@ func TestAllInOneNoteAsks(t *testing.T) {
 			t.Errorf("%q: got %q, want %q", st.say, got, st.want)
 		}
 	}
-	if help := string(ask(t, in, "help").GetData()); !strings.Contains(help, "note add TEXT | note forget N - Keeps a note") {
+	if help := string(ask(t, in, "help").GetData()); !strings.Contains(help, "note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]") {
 		t.Errorf("help:\n%s", help)
 	}
 }
