@@ -181,6 +181,9 @@ func (r *Router) answer(ctx context.Context, ev *chatopsv1.Event, msg parse.Mess
 		return nil
 	}
 	out.command, out.service = d.Command, d.Service
+	// An answer may be a secret the service asked for: the audit record
+	// says what it answered, not what it said.
+	out.text = "(an answer to " + d.Command + ")"
 	if r.now().Sub(d.Asked) > r.cfg.DialogWindow {
 		if _, known := r.resolve(ctx, msg.Key(), msg.Words); known {
 			return nil // a command: run it as one

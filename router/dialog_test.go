@@ -2,13 +2,16 @@ package router_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
+	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/sdk/meshtest"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // quiz asks two questions, keeping the first answer in its state.
@@ -73,6 +76,46 @@ func TestDialogs(t *testing.T) {
 	})
 }
 
+// The audit record of an answer says what it answered, not what it said:
+// a service may ask for a secret.
+func TestDialogAnswerNotAudited(t *testing.T) {
+	e := newEnv(t, router.Config{})
+	e.serve("login", handler{exec: func(_ context.Context, req *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+		if req.GetAnswer() == nil {
+			rsp.Question = &chatopsv1.Question{Text: "Password?"}
+			return nil
+		}
+		rsp.Result = []byte("logged in")
+		return nil
+	}})
+	waitFor(t, func() bool { return strings.Contains(text(e.askAs("U1", "help")), "login") })
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := text(e.askAs("U1", "login")); got != "Password? (reply, or cancel)" {
+		t.Fatalf("login: %q", got)
+	}
+	if got := text(e.askAs("U1", "hunter2-s3cret")); got != "logged in" {
+		t.Fatalf("the answer: %q", got)
+	}
+	var recs []audit.Record
+	waitFor(t, func() bool {
+		recs = auditRecords(t, js)
+		for _, r := range recs {
+			if r.Text == "(an answer to login)" && r.Command == "login" && r.Status == audit.StatusOK {
+				return true
+			}
+		}
+		return false
+	})
+	for _, r := range recs {
+		if strings.Contains(r.Text, "hunter2") {
+			t.Errorf("the audit record shows the answer: %+v", r)
+		}
+	}
+}
+
 // An answer after the dialog's window gets a note; a command then runs as
 // one.
 func TestDialogExpires(t *testing.T) {
@@ -92,6 +135,34 @@ func TestDialogExpires(t *testing.T) {
 		}
 		if got := text(e.askAs("U1", "ping")); got != "pong" {
 			t.Errorf("after the expired dialog: %q", got)
+		}
+	}
+}
+
+// auditRecords reads the audit stream's records so far.
+func auditRecords(t *testing.T, js jetstream.JetStream) []audit.Record {
+	t.Helper()
+	cons, err := js.OrderedConsumer(t.Context(), audit.Stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []audit.Record
+	for {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(300*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var r audit.Record
+			if err := json.Unmarshal(m.Data(), &r); err != nil {
+				t.Fatalf("audit record is not JSON: %v", err)
+			}
+			recs = append(recs, r)
+		}
+		if n == 0 {
+			return recs
 		}
 	}
 }
