@@ -17,8 +17,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
@@ -64,10 +66,11 @@ func dialogKey(ev *chatopsv1.Event) string {
 	return confirm.Key(ev.GetPlatform(), ev.GetFrom().GetTeam(), ev.GetFrom().GetId(), ev.GetTo(), ev.GetThread())
 }
 
-// useDialogKV moves dialogs to the shared bucket.
-func (r *Router) useDialogKV(ctx context.Context, js jetstream.JetStream, replicas int) {
+// useDialogKV moves dialogs to the shared bucket (made within setupCtx),
+// and watches which are open until ctx ends.
+func (r *Router) useDialogKV(ctx, setupCtx context.Context, js jetstream.JetStream, replicas int) {
 	var kv jetstream.KeyValue
-	err := durable.Setup(ctx, func(ctx context.Context) (err error) {
+	err := durable.Setup(setupCtx, func(ctx context.Context) (err error) {
 		kv, err = durable.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 			Bucket:      DialogBucket,
 			Description: "botmesh dialogs: a command service's question waiting for its user's answer",
@@ -85,23 +88,94 @@ func (r *Router) useDialogKV(ctx context.Context, js jetstream.JetStream, replic
 		r.log.Warn("dialogs stay in this router", "err", err)
 		return
 	}
-	r.dlg.Store(&dialogBox{kvDialogs{kv}})
+	s := &kvDialogs{kv: kv, keys: map[string]keyState{}}
+	go s.watch(ctx, r.log)
+	r.dlg.Store(&dialogBox{s})
 }
 
-type kvDialogs struct{ kv jetstream.KeyValue }
+// kvDialogs keeps dialogs in the bucket. Every message asks whether its
+// author has a dialog open; rather than ask NATS each time (a KV get a
+// message: botbench's single-flight p50 was 1174 µs, against 1046 µs
+// without dialogs; watching, 977 to 1015 µs, on a shared 2-CPU machine),
+// it watches the bucket's keys and asks NATS only for a key it has seen
+// put. Until the watch is up, or after it fails, it asks every time.
+type kvDialogs struct {
+	kv       jetstream.KeyValue
+	watching atomic.Bool
+	mu       sync.Mutex
+	keys     map[string]keyState // as watched, or as this router wrote them
+}
 
-func (s kvDialogs) put(ctx context.Context, key string, d dialog) error {
+// keyState is a key's last known revision, and whether it holds a dialog.
+type keyState struct {
+	rev  uint64
+	open bool
+}
+
+// watch follows the bucket's keys until ctx ends.
+func (s *kvDialogs) watch(ctx context.Context, log *slog.Logger) {
+	w, err := s.kv.WatchAll(ctx, jetstream.MetaOnly())
+	if err != nil {
+		log.Warn("not watching the dialogs: every message asks the bucket", "err", err)
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	defer s.watching.Store(false)
+	for e := range w.Updates() {
+		if e == nil { // the keys there at the start are in
+			s.watching.Store(true)
+			continue
+		}
+		s.mark(e.Key(), e.Revision(), e.Operation() == jetstream.KeyValuePut)
+	}
+}
+
+// mark records the state of key at revision rev, unless a later one is
+// known (the watch may tell of a delete after this router put the next
+// question). rev 0 closes the key whatever it was (the bucket dropped it).
+func (s *kvDialogs) mark(key string, rev uint64, open bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.keys[key]; ok && rev != 0 && rev < k.rev {
+		return
+	}
+	if !open && rev == 0 {
+		delete(s.keys, key)
+		return
+	}
+	s.keys[key] = keyState{rev: rev, open: open}
+}
+
+// maybeOpen reports whether key may hold a dialog.
+func (s *kvDialogs) maybeOpen(key string) bool {
+	if !s.watching.Load() {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[key].open
+}
+
+func (s *kvDialogs) put(ctx context.Context, key string, d dialog) error {
 	b, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	_, err = s.kv.Put(ctx, key, b)
-	return err
+	rev, err := s.kv.Put(ctx, key, b)
+	if err != nil {
+		return err
+	}
+	s.mark(key, rev, true) // before the question is shown: the answer finds it here
+	return nil
 }
 
-func (s kvDialogs) take(ctx context.Context, key string) (dialog, bool, error) {
+func (s *kvDialogs) take(ctx context.Context, key string) (dialog, bool, error) {
+	if !s.maybeOpen(key) {
+		return dialog{}, false, nil
+	}
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		s.mark(key, 0, false) // expired (the bucket's TTL says nothing to watchers)
 		return dialog{}, false, nil
 	}
 	if err != nil {

@@ -74,6 +74,18 @@ func TestDialogs(t *testing.T) {
 		{"U1", "cancel", "cancelled: quiz asks no more"},
 		{"U1", "ping", "pong"},
 	})
+	// Two routers running: each question goes to either; the one left
+	// takes every answer, those to the other's questions too (it learnt
+	// of them by watching the bucket).
+	third := newEnvOn(t, s, router.Config{})
+	users := []string{"U3", "U4", "U5", "U6"}
+	for _, u := range users {
+		steps(second, [][3]string{{u, "quiz", "Your name? (reply, or cancel)"}})
+	}
+	second.stopRouter()
+	for _, u := range users {
+		steps(third, [][3]string{{u, "name of " + u, "Hello name of " + u + ". Your town? (reply, or cancel)"}})
+	}
 }
 
 // The audit record of an answer says what it answered, not what it said:

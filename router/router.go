@@ -473,7 +473,7 @@ func (r *Router) useJetStream(ctx context.Context) {
 	} else {
 		r.schedJS = js
 	}
-	r.useDialogKV(jctx, js, replicas)
+	r.useDialogKV(ctx, jctx, js, replicas)
 	if err := durable.Setup(jctx, func(ctx context.Context) error {
 		return memory.EnsureBuckets(ctx, js, replicas)
 	}); err != nil {
