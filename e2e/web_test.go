@@ -459,7 +459,7 @@ func TestWebChatProgress(t *testing.T) {
 	if err := in.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = in.Close() })
+	t.Cleanup(func() { stopWeb(in) })
 	ctx := webBrowser(t)
 	webOpen(t, ctx, webURL(t, in))
 
@@ -501,7 +501,7 @@ func TestWebChatToken(t *testing.T) {
 	if err := in.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = in.Close() })
+	t.Cleanup(func() { stopWeb(in) })
 	ctx := webBrowser(t)
 	webRun(t, ctx, "open", chromedp.Navigate(webURL(t, in)), webWait(`document.getElementById('login').open`))
 	if s := webText(t, ctx, `document.getElementById('login-why').innerText`); s != "This botmesh web chat needs an access token." {
@@ -586,7 +586,7 @@ func TestWebChatBacklog(t *testing.T) {
 	if err := in.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = in.Close() })
+	t.Cleanup(func() { stopWeb(in) })
 	ctx := webBrowser(t)
 	url := webURL(t, in)
 	webOpen(t, ctx, url)
@@ -696,7 +696,7 @@ func TestWebChatSessions(t *testing.T) {
 	if err := in.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = in.Close() })
+	t.Cleanup(func() { stopWeb(in) })
 	url := webURL(t, in)
 	alice := webBrowser(t)
 	bob := webTab(t, alice) // a tab has its own sessionStorage: another person
@@ -742,7 +742,7 @@ func TestWebChatRebinding(t *testing.T) {
 	if err := in.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = in.Close() })
+	t.Cleanup(func() { stopWeb(in) })
 	webURL(t, in)
 	_, port, err := net.SplitHostPort(strings.TrimSuffix(strings.TrimPrefix(in.URL(), "http://"), "/"))
 	if err != nil {
@@ -760,4 +760,11 @@ func TestWebChatRebinding(t *testing.T) {
 	if who := webSender(t, ctx, in, "ping"); !strings.HasPrefix(who, "web:") {
 		t.Errorf("by its address: sender %q", who)
 	}
+}
+
+// stopWeb stops a web input that a test drove by hand (Start, Recv, Send).
+func stopWeb(in *web.Input) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = in.Stop(ctx)
 }

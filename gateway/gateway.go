@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -163,10 +162,9 @@ type Gateway struct {
 	started chan struct{}
 }
 
-// running is one input and its connection.
+// running is one input.
 type running struct {
 	in     adapter.Input
-	conn   adapter.Conn
 	out    chan delivery  // replies to post, in order
 	wg     sync.WaitGroup // messages awaiting their final reply
 	closed chan struct{}  // closed when the input's sender stops
@@ -286,26 +284,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, len(g.inputs))
 	var wg sync.WaitGroup
-	fail := func(r *running, what string, err error) error {
-		cancel()
-		for _, o := range g.inputs {
-			_ = o.in.Stop(context.WithoutCancel(ctx))
-			if o == r {
-				break
+	for _, r := range g.inputs {
+		if st, ok := r.in.(adapter.Starter); ok {
+			if err := st.Start(runCtx); err != nil {
+				// The inputs started so far stop with runCtx.
+				cancel()
+				wg.Wait()
+				for _, o := range g.inputs {
+					close(o.closed)
+				}
+				return fmt.Errorf("gateway: start %s: %w", r.in, err)
 			}
 		}
-		wg.Wait()
-		return fmt.Errorf("gateway: %s %s: %w", what, r.in, err)
-	}
-	for _, r := range g.inputs {
-		if err := r.in.Start(runCtx); err != nil {
-			return fail(r, "start", err)
-		}
-		conn, err := r.in.Stream(runCtx)
-		if err != nil {
-			return fail(r, "stream", err)
-		}
-		r.conn = conn
 		go g.send(r)
 		wg.Go(func() { errc <- g.relay(runCtx, r) })
 		g.log.Info("input started", "input", r.in.String())
@@ -321,20 +311,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 	select {
 	case <-allDone:
 	case <-ctx.Done():
+		// runCtx ends with ctx: every input stops (adapter.StopGrace for
+		// its queued replies) and its relay waits for the replies still
+		// expected, all within the grace.
 		g.log.Info("gateway stopping", "grace", g.cfg.ShutdownGrace)
-		stopCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.ShutdownGrace)
-		for _, r := range g.inputs {
-			if err := r.in.Stop(stopCtx); err != nil {
-				errs = append(errs, fmt.Errorf("stop %s: %w", r.in, err))
-			}
-		}
-		cancel()
+		grace := time.NewTimer(g.cfg.ShutdownGrace)
 		select {
 		case <-allDone:
-		case <-stopCtx.Done():
+		case <-grace.C:
 			errs = append(errs, errors.New("gateway: inputs did not stop within the grace"))
 		}
-		stop()
+		grace.Stop()
 	}
 	// An input that did not stop within the grace may still report: errc
 	// has room for every input, and is read without waiting.
@@ -345,9 +332,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	for _, r := range g.inputs {
 		close(r.closed)
-		if r.conn != nil {
-			_ = r.conn.Close()
-		}
 	}
 	return errors.Join(errs...)
 }
@@ -388,26 +372,7 @@ func (g *Gateway) relay(ctx context.Context, r *running) error {
 		g.publishChecked(r, checked, sent)
 	})
 	stages.Go(func() { g.confirm(r, sent) })
-	for {
-		ev, err := r.conn.Recv(ctx)
-		if err != nil {
-			close(checked)
-			stages.Wait()
-			wait := g.cfg.ReplyTimeout + time.Second
-			if ctx.Err() != nil {
-				wait = g.cfg.ShutdownGrace
-			}
-			g.waitReplies(r, wait)
-			switch {
-			case errors.Is(err, io.EOF):
-				g.log.Info("input ended", "input", r.in.String())
-				return nil
-			case ctx.Err() != nil, errors.Is(err, adapter.ErrClosed):
-				return nil
-			default:
-				return fmt.Errorf("gateway: %s: %w", r.in, err)
-			}
-		}
+	emit := func(ctx context.Context, ev *chatopsv1.Event) error {
 		// The message awaits its final reply from now on (a duplicate is
 		// let go when the check says so).
 		r.wg.Add(1)
@@ -415,12 +380,33 @@ func (g *Gateway) relay(ctx context.Context, r *running) error {
 		if g.dedup != nil && ev.GetId() != "" {
 			c.dup = g.dedup.check(ctx, r.in.String()+"\x00"+ev.GetId())
 		}
-		checked <- c
+		select {
+		case checked <- c:
+			return nil
+		case <-ctx.Done():
+			r.wg.Done()
+			return ctx.Err()
+		}
 	}
+	err := r.in.Run(ctx, emit)
+	close(checked)
+	stages.Wait()
+	wait := g.cfg.ReplyTimeout + time.Second
+	if ctx.Err() != nil {
+		wait = g.cfg.ShutdownGrace
+	}
+	g.waitReplies(r, wait)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		return fmt.Errorf("gateway: %s: %w", r.in, err)
+	case err != nil:
+		g.log.Warn("input stopped", "input", r.in.String(), "err", err)
+	case ctx.Err() == nil:
+		g.log.Info("input ended", "input", r.in.String())
+	}
+	return nil
 }
 
-// publishChecked publishes the checked messages that are not duplicates,
-// in order.
 func (g *Gateway) publishChecked(r *running, checked <-chan checking, sent chan<- sending) {
 	for c := range checked {
 		if c.dup != nil && g.duplicate(r, c.ev, c.dup) {
@@ -985,7 +971,7 @@ func (g *Gateway) send(r *running) {
 		select {
 		case d := <-r.out:
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := r.conn.Send(ctx, d.ev); err != nil {
+			if err := r.in.Send(ctx, d.ev); err != nil {
 				g.log.Error("posting reply failed", "input", r.in.String(), "event", d.ev.GetInReplyTo(), "err", err)
 			}
 			cancel()

@@ -219,10 +219,7 @@ type script struct {
 	sawError bool
 }
 
-var (
-	_ adapter.Input = (*script)(nil)
-	_ adapter.Conn  = (*script)(nil)
-)
+var _ adapter.Input = (*script)(nil)
 
 func newScript(lines []string, out io.Writer) *script {
 	s := &script{lines: lines, out: out, answered: make(chan struct{}, 1)}
@@ -230,30 +227,30 @@ func newScript(lines []string, out io.Writer) *script {
 	return s
 }
 
-func (s *script) String() string                               { return "cli" }
-func (s *script) Flags(*flag.FlagSet)                          {}
-func (s *script) Init(adapter.Env) error                       { return nil }
-func (s *script) Start(context.Context) error                  { return nil }
-func (s *script) Stream(context.Context) (adapter.Conn, error) { return s, nil }
-func (s *script) Stop(context.Context) error                   { return nil }
-func (s *script) Close() error                                 { return nil }
+func (s *script) String() string { return "cli" }
 
-func (s *script) Recv(ctx context.Context) (*chatopsv1.Event, error) {
-	select {
-	case <-s.answered:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if len(s.lines) == 0 {
-		return nil, io.EOF
-	}
-	line := s.lines[0]
-	s.lines = s.lines[1:]
+// Run says the lines, each once the previous one is answered, and returns
+// nil after the last answer.
+func (s *script) Run(ctx context.Context, emit adapter.Emit) error {
 	user := os.Getenv("USER")
 	if user == "" {
 		user = "botctl"
 	}
-	return &chatopsv1.Event{Id: nuid.Next(), From: &chatopsv1.Peer{Id: user, Name: user}, To: "cli", Data: []byte(line)}, nil
+	for _, line := range s.lines {
+		select {
+		case <-s.answered:
+		case <-ctx.Done():
+			return nil
+		}
+		if err := emit(ctx, &chatopsv1.Event{Id: nuid.Next(), From: &chatopsv1.Peer{Id: user, Name: user}, To: "cli", Data: []byte(line)}); err != nil {
+			return nil
+		}
+	}
+	select {
+	case <-s.answered:
+	case <-ctx.Done():
+	}
+	return nil
 }
 
 func (s *script) Send(_ context.Context, ev *chatopsv1.Event) error {

@@ -20,14 +20,50 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 )
 
-// Input is one chat platform.
+// Emit hands one message from a user to the gateway. The input sets From,
+// To, Data, Thread and Meta, and Id: the platform's own event id where
+// there is one (so a redelivery keeps it), else a hash of sender, time and
+// text, else a random id. The gateway fills in the rest. Emit returns an
+// error only when ctx is done; the input then stops. Call it from one
+// goroutine at a time: messages reach the mesh in the order given.
+type Emit func(ctx context.Context, ev *chatopsv1.Event) error
+
+// Input is one chat platform as the gateway drives it.
 //
-// The gateway calls, in order: Flags (before parsing the command line),
-// Init (after), Start, Stream (once), and Stop when it shuts down.
+// Every message an Input emits is answered: the gateway calls Send at least
+// once with an event whose InReplyTo is its id, and exactly once with a
+// final one (type REPLY or ERROR, after any PROGRESS), unless the gateway
+// shuts down first, or the event repeats the Id of one taken within the
+// de-duplication window (a platform's redelivery), which is dropped.
+//
+// Extras are separate interfaces the gateway finds by type assertion:
+// Starter, Healther, Shared.
 type Input interface {
 	// String returns the input's name: the word used in --inputs and the
 	// Event platform ("shell", "slack").
 	String() string
+	// Run delivers the platform's messages to emit until ctx ends (it then
+	// disconnects, giving queued replies up to StopGrace, and returns nil
+	// or why it could not stop cleanly), the input ends for good (the
+	// shell at end of input: it returns nil), or the connection fails for
+	// good (it returns why). Reconnecting in between is the input's job
+	// (see Backoff). Run is called once.
+	Run(ctx context.Context, emit Emit) error
+	Conn
+}
+
+// Conn sends replies back to the platform the messages came from.
+type Conn interface {
+	// Send posts a reply where its To, Thread and Meta say. It may be
+	// called from any goroutine while Run runs; after Run has returned it
+	// fails.
+	Send(ctx context.Context, ev *chatopsv1.Event) error
+}
+
+// Configurable is an Input that a Registry makes: it takes flags from the
+// command line and the process environment.
+type Configurable interface {
+	Input
 	// Flags adds the input's flags to fs. Flag names start with the
 	// input's name ("slack_app_token").
 	Flags(fs *flag.FlagSet)
@@ -35,34 +71,14 @@ type Input interface {
 	// reporting what is missing in words for a user. It must not connect
 	// anywhere.
 	Init(env Env) error
-	// Start connects to the platform. It returns once connected or when
-	// the first attempt failed; reconnecting later is the input's job.
-	Start(ctx context.Context) error
-	// Stream returns the connection that carries events both ways.
-	Stream(ctx context.Context) (Conn, error)
-	// Stop disconnects. Recv on the input's Conn returns soon after.
-	Stop(ctx context.Context) error
 }
 
-// Conn carries events between one platform and the mesh.
-//
-// Every event that Recv returns is answered: the gateway calls Send at least
-// once with an event whose InReplyTo is its id, and exactly once with a
-// final one (type REPLY or ERROR, after any PROGRESS), unless the gateway
-// shuts down first, or the event repeats the Id of one taken within the
-// de-duplication window (a platform's redelivery), which is dropped.
-type Conn interface {
-	// Recv blocks until the next message from a user. It returns io.EOF
-	// when the input has ended for good (the shell at end of input) and
-	// ctx.Err() when ctx ends. The input sets From, To, Data, Thread and
-	// Meta, and Id: the platform's own event id where there is one (so a
-	// redelivery keeps it), else a hash of sender, time and text, else a
-	// random id. The gateway fills in the rest.
-	Recv(ctx context.Context) (*chatopsv1.Event, error)
-	// Send posts a reply where its To, Thread and Meta say.
-	Send(ctx context.Context, ev *chatopsv1.Event) error
-	// Close releases the connection.
-	Close() error
+// Starter is an Input with a first step whose failure should stop the
+// gateway before it reports ready: listening (the web chat) or the first
+// connection (a refused login). The gateway calls Start, then Run. When
+// Start fails it has let go of what it took, and Run is not called.
+type Starter interface {
+	Start(ctx context.Context) error
 }
 
 // Healther is an Input that can report whether it is connected; the
@@ -82,7 +98,7 @@ type Shared interface {
 	SharedConversations() bool
 }
 
-// ErrClosed is returned by Recv after Stop or Close.
+// ErrClosed is returned by an input's Send (or Recv) once it has stopped.
 var ErrClosed = errors.New("adapter: input closed")
 
 // Env is what an input may use from the process it runs in.
@@ -97,8 +113,8 @@ type Env struct {
 }
 
 // Constructor makes an Input. It must not connect anywhere or start
-// goroutines: that is Start's job.
-type Constructor func() Input
+// goroutines: that is Start's and Run's job.
+type Constructor func() Configurable
 
 // Registry maps input names to constructors. The gateway fills one
 // explicitly (gateway.Inputs); tests build their own.
@@ -131,13 +147,13 @@ func (r Registry) Names() []string {
 // initialises the ones asked for.
 type Set struct {
 	names  []string
-	inputs map[string]Input
+	inputs map[string]Configurable
 	prefix string
 }
 
 // Instantiate makes one instance of every registered input.
 func (r Registry) Instantiate() *Set {
-	s := &Set{names: r.Names(), inputs: map[string]Input{}, prefix: DefaultPrefix}
+	s := &Set{names: r.Names(), inputs: map[string]Configurable{}, prefix: DefaultPrefix}
 	for _, n := range s.names {
 		s.inputs[n] = r[n]()
 	}

@@ -2,7 +2,6 @@ package allinone
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"github.com/botmesh/botmesh/gateway/adapter"
 	"github.com/botmesh/botmesh/gateway/adapter/shell"
 	"github.com/botmesh/botmesh/gateway/adapter/web"
-	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/router/policy"
 	"github.com/botmesh/botmesh/router/ratelimit"
@@ -206,31 +204,19 @@ func printServing(w io.Writer, cfg Config, natsURL string) {
 	fmt.Fprintf(w, "NATS is open to other hosts (port %s), with TLS and a password: a part there needs a copy of %s, given as --nats_creds, and %s\n", port, creds, how)
 }
 
-// quitOnEOF is an input whose end (io.EOF from Recv) calls quit.
+// quitOnEOF is an input whose end (Run returning before ctx ends: the
+// shell at end of input) calls quit.
 type quitOnEOF struct {
 	adapter.Input
 	quit context.CancelFunc
 }
 
-func (q quitOnEOF) Stream(ctx context.Context) (adapter.Conn, error) {
-	c, err := q.Input.Stream(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return quitConn{Conn: c, quit: q.quit}, nil
-}
-
-type quitConn struct {
-	adapter.Conn
-	quit context.CancelFunc
-}
-
-func (q quitConn) Recv(ctx context.Context) (*chatopsv1.Event, error) {
-	ev, err := q.Conn.Recv(ctx)
-	if errors.Is(err, io.EOF) {
+func (q quitOnEOF) Run(ctx context.Context, emit adapter.Emit) error {
+	err := q.Input.Run(ctx, emit)
+	if err == nil && ctx.Err() == nil {
 		q.quit()
 	}
-	return ev, err
+	return err
 }
 
 // terminalUser returns the id the shell input gives its user: the OS

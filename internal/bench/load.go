@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -46,10 +45,7 @@ type load struct {
 	lastReply   string
 }
 
-var (
-	_ adapter.Input = (*load)(nil)
-	_ adapter.Conn  = (*load)(nil)
-)
+var _ adapter.Input = (*load)(nil)
 
 func newLoad(text, want string, count, concurrency int, within time.Duration, rec *recorder) *load {
 	l := &load{
@@ -67,17 +63,17 @@ func newLoad(text, want string, count, concurrency int, within time.Duration, re
 	return l
 }
 
-func (l *load) String() string                               { return Platform }
-func (l *load) Flags(*flag.FlagSet)                          {}
-func (l *load) Init(adapter.Env) error                       { return nil }
-func (l *load) Start(context.Context) error                  { return nil }
-func (l *load) Stream(context.Context) (adapter.Conn, error) { return l, nil }
-func (l *load) Stop(context.Context) error                   { l.stop(); return nil }
-func (l *load) Close() error                                 { l.stop(); return nil }
+func (l *load) String() string { return Platform }
+
+// Run implements adapter.Input: it sends the messages (Recv) until they
+// are all sent, the time is up, or ctx ends.
+func (l *load) Run(ctx context.Context, emit adapter.Emit) error {
+	return adapter.Drive(ctx, emit, l.Recv, func(context.Context) error { l.stop(); return nil })
+}
 
 func (l *load) stop() { l.stopOnce.Do(func() { close(l.stopped) }) }
 
-// Recv implements adapter.Conn: the next message, once a slot is free.
+// Recv returns the next message, once a slot is free.
 func (l *load) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	select {
 	case <-l.slots:

@@ -29,8 +29,8 @@ type Input struct {
 }
 
 var (
-	_ adapter.Input = (*Input)(nil)
-	_ adapter.Conn  = (*Input)(nil)
+	_ adapter.Input   = (*Input)(nil)
+	_ adapter.Starter = (*Input)(nil)
 )
 
 // New returns an input called name (also its platform).
@@ -104,14 +104,16 @@ func (i *Input) Flags(*flag.FlagSet)         {}
 func (i *Input) Init(adapter.Env) error      { return nil }
 func (i *Input) Start(context.Context) error { return nil }
 
-func (i *Input) Stream(context.Context) (adapter.Conn, error) { return i, nil }
+// Run implements adapter.Input: it hands each message Recv returns to
+// emit until ctx ends, then stops (Stop, with adapter.StopGrace).
+func (i *Input) Run(ctx context.Context, emit adapter.Emit) error {
+	return adapter.Drive(ctx, emit, i.Recv, i.Stop)
+}
 
 func (i *Input) Stop(context.Context) error {
 	i.stop.Do(func() { close(i.stopped) })
 	return nil
 }
-
-func (i *Input) Close() error { return i.Stop(context.Background()) }
 
 func (i *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	select {

@@ -145,13 +145,13 @@ type Input struct {
 
 var (
 	_ adapter.Input    = (*Input)(nil)
-	_ adapter.Conn     = (*Input)(nil)
+	_ adapter.Starter  = (*Input)(nil)
 	_ adapter.Healther = (*Input)(nil)
 )
 
 // New returns an IRC input with the default config; its flags and Init set
 // it up.
-func New() adapter.Input { return NewWithConfig(DefaultConfig()) }
+func New() adapter.Configurable { return NewWithConfig(DefaultConfig()) }
 
 // NewWithConfig returns an IRC input with cfg as its flags' defaults.
 func NewWithConfig(cfg Config) *Input {
@@ -174,7 +174,7 @@ func (in *Input) String() string { return Name }
 // replies (every replica joins the same channels; a private reply comes from its nick).
 func (in *Input) SharedConversations() bool { return true }
 
-// Flags implements adapter.Input.
+// Flags implements adapter.Configurable.
 func (in *Input) Flags(fs *flag.FlagSet) {
 	c := &in.cfg
 	fs.StringVar(&c.Server, "irc_server", c.Server, "IRC server host:port")
@@ -247,7 +247,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Init implements adapter.Input: it checks the flags and reads the
+// Init implements adapter.Configurable: it checks the flags and reads the
 // password and CA files. It connects nowhere.
 func (in *Input) Init(env adapter.Env) error {
 	if env.Log != nil {
@@ -291,7 +291,7 @@ func (in *Input) Init(env adapter.Env) error {
 	return nil
 }
 
-// Start implements adapter.Input: it connects and registers, then joins
+// Start implements adapter.Starter: it connects and registers, then joins
 // the channels. It returns the first attempt's error (an unreachable
 // server, a refused SASL login); later the input reconnects by itself.
 // ctx bounds the first attempt only: Stop ends the input.
@@ -338,10 +338,13 @@ func (in *Input) Start(ctx context.Context) error {
 	return in.startErr
 }
 
-// Stream implements adapter.Input; the input is its own Conn.
-func (in *Input) Stream(context.Context) (adapter.Conn, error) { return in, nil }
+// Run implements adapter.Input: it hands each message Recv returns to
+// emit until ctx ends, then stops (Stop, with adapter.StopGrace).
+func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
+	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
+}
 
-// Stop implements adapter.Input: it gives queued reply lines until ctx's
+// Stop ends the input (Run calls it when its context ends): it gives queued reply lines until ctx's
 // deadline (at most 5 s) to go out, quits, and waits for the connection to
 // close, at most until ctx ends. Recv returns adapter.ErrClosed from then
 // on.
@@ -373,9 +376,6 @@ func (in *Input) Stop(ctx context.Context) error {
 	}
 }
 
-// Close implements adapter.Conn.
-func (in *Input) Close() error { return in.Stop(context.Background()) }
-
 // Healthy implements adapter.Healther.
 func (in *Input) Healthy() error {
 	in.mu.Lock()
@@ -386,7 +386,7 @@ func (in *Input) Healthy() error {
 	return nil
 }
 
-// Recv implements adapter.Conn.
+// Recv returns the next message for the mesh; Run hands it on.
 func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	select {
 	case ev := <-in.events:

@@ -19,44 +19,33 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 )
 
-// serve runs in the way the gateway does (Start, Recv, Send) and answers
+// serve runs in the way the gateway does (Start, Run, Send) and answers
 // every message with answer(text). The events it took are on the returned
 // channel.
 func serve(t *testing.T, in adapter.Input, answer func(string) string) <-chan *chatopsv1.Event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := in.Start(ctx); err != nil {
+	if err := in.(adapter.Starter).Start(ctx); err != nil {
 		cancel()
 		t.Fatalf("start: %v", err)
 	}
-	conn, err := in.Stream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	events := make(chan *chatopsv1.Event, 100)
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
-		defer close(done)
-		for {
-			ev, err := conn.Recv(ctx)
-			if err != nil {
-				return
-			}
+		done <- in.Run(ctx, func(ctx context.Context, ev *chatopsv1.Event) error {
 			events <- ev
 			rep := &chatopsv1.Event{Type: chatopsv1.EventType_EVENT_TYPE_REPLY, Data: []byte(answer(string(ev.Data))), To: ev.To, Meta: ev.Meta, InReplyTo: ev.Id}
-			if err := conn.Send(ctx, rep); err != nil && ctx.Err() == nil {
+			if err := in.Send(ctx, rep); err != nil && ctx.Err() == nil {
 				t.Errorf("send: %v", err)
 			}
-		}
+			return nil
+		})
 	}()
 	t.Cleanup(func() {
-		stopCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-		defer stop()
-		if err := in.Stop(stopCtx); err != nil {
+		cancel()
+		if err := <-done; err != nil {
 			t.Errorf("stop: %v", err)
 		}
-		cancel()
-		<-done
 	})
 	return events
 }
@@ -344,12 +333,11 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestStopBeforeStart(t *testing.T) {
-	in := ircgw.New()
+	in := ircgw.NewWithConfig(ircgw.DefaultConfig())
 	if err := in.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	conn, _ := in.Stream(context.Background())
-	if _, err := conn.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
+	if _, err := in.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
 		t.Errorf("Recv after Stop: %v, want adapter.ErrClosed", err)
 	}
 }

@@ -53,13 +53,10 @@ type line struct {
 	err  error
 }
 
-var (
-	_ adapter.Input = (*Input)(nil)
-	_ adapter.Conn  = (*Input)(nil)
-)
+var _ adapter.Input = (*Input)(nil)
 
 // New returns a shell input; Init gives it stdin and stdout.
-func New() adapter.Input {
+func New() adapter.Configurable {
 	name := "user"
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		name = u.Username
@@ -75,12 +72,12 @@ func New() adapter.Input {
 // String implements adapter.Input.
 func (s *Input) String() string { return Name }
 
-// Flags implements adapter.Input.
+// Flags implements adapter.Configurable.
 func (s *Input) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.user, "shell_user", s.user, "user name the shell's messages come from")
 }
 
-// Init implements adapter.Input.
+// Init implements adapter.Configurable.
 func (s *Input) Init(env adapter.Env) error {
 	s.in, s.out = env.Stdin, env.Stdout
 	s.prefix = env.Prefix
@@ -93,16 +90,20 @@ func (s *Input) Init(env adapter.Env) error {
 	return nil
 }
 
-// Start implements adapter.Input: it starts reading lines.
+// Start starts reading lines; Run does it first.
 func (s *Input) Start(context.Context) error {
 	s.startOnce.Do(func() { go s.read() })
 	return nil
 }
 
-// Stream implements adapter.Input; the input is its own Conn.
-func (s *Input) Stream(context.Context) (adapter.Conn, error) { return s, nil }
+// Run implements adapter.Input: it reads lines and hands each message to
+// emit until the end of input or ctx ends.
+func (s *Input) Run(ctx context.Context, emit adapter.Emit) error {
+	_ = s.Start(ctx)
+	return adapter.Drive(ctx, emit, s.Recv, s.Stop)
+}
 
-// Stop implements adapter.Input. A reader other than os.Stdin that can be
+// Stop ends the input. A reader other than os.Stdin that can be
 // closed is closed, to end a read in progress.
 func (s *Input) Stop(context.Context) error {
 	s.stopOnce.Do(func() {
@@ -113,9 +114,6 @@ func (s *Input) Stop(context.Context) error {
 	})
 	return nil
 }
-
-// Close implements adapter.Conn.
-func (s *Input) Close() error { return s.Stop(context.Background()) }
 
 func (s *Input) read() {
 	br := bufio.NewReaderSize(s.in, 64<<10)
@@ -156,7 +154,7 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
-// Recv implements adapter.Conn.
+// Recv returns the next message for the mesh; Run hands it on.
 func (s *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	select {
 	case <-ctx.Done():

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/botmesh/botmesh/sdk/secret"
 )
 
 // Modes in which Slack reaches the input.
@@ -23,36 +24,9 @@ const (
 // DefaultAPIURL is Slack's Web API.
 const DefaultAPIURL = "https://slack.com/api/"
 
-// Secret is a credential. It formats as "REDACTED" (empty when unset) in
-// logs, errors and flag defaults; Reveal returns the value.
-type Secret struct{ v string }
-
-// NewSecret returns a Secret holding s.
-func NewSecret(s string) Secret { return Secret{v: s} }
-
-// Reveal returns the credential itself, for the Slack client only.
-func (s Secret) Reveal() string { return s.v }
-
-// IsSet reports whether the secret has a value.
-func (s Secret) IsSet() bool { return s.v != "" }
-
-// String implements fmt.Stringer without revealing the value.
-func (s Secret) String() string {
-	if s.v == "" {
-		return ""
-	}
-	return "REDACTED"
-}
-
-// GoString implements fmt.GoStringer without revealing the value.
-func (s Secret) GoString() string { return `slackgw.Secret("` + s.String() + `")` }
-
-// LogValue implements slog.LogValuer without revealing the value.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// MarshalText implements encoding.TextMarshaler without revealing the
-// value, so a Config encoded as JSON or YAML carries no credential.
-func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// Secret is a credential: it prints, logs and encodes as "[redacted]"
+// (empty when unset), and Reveal returns the value.
+type Secret = secret.Value
 
 // secretFlag sets a Secret from the command line or the environment. Its
 // String is always empty, so --help never prints a value, and Set never
@@ -62,7 +36,7 @@ type secretFlag struct{ s *Secret }
 func (f secretFlag) String() string { return "" }
 
 func (f secretFlag) Set(v string) error {
-	f.s.v = strings.TrimSpace(v)
+	*f.s = Secret(strings.TrimSpace(v))
 	return nil
 }
 
@@ -123,8 +97,8 @@ func (c *Config) registerFlags(fs *flag.FlagSet, files *secretFiles) {
 // and the file, never the content.
 func (c *Config) readSecretFiles(files secretFiles) error {
 	var errs []error
-	if files.botAlias.IsSet() {
-		if c.BotToken.IsSet() {
+	if files.botAlias != "" {
+		if c.BotToken != "" {
 			errs = append(errs, errors.New("slack: --slack_token and --slack_bot_token are the same token: set one of them"))
 		} else {
 			c.BotToken = files.botAlias
@@ -141,7 +115,7 @@ func (c *Config) readSecretFiles(files secretFiles) error {
 		if f.path == "" {
 			continue
 		}
-		if f.dst.IsSet() {
+		if *f.dst != "" {
 			errs = append(errs, fmt.Errorf("slack: set --%s or --%s_file, not both", f.name, f.name))
 			continue
 		}
@@ -154,8 +128,8 @@ func (c *Config) readSecretFiles(files secretFiles) error {
 			errs = append(errs, fmt.Errorf("slack: --%s_file %q: %w", f.name, f.path, err))
 			continue
 		}
-		f.dst.v = strings.TrimSpace(string(b))
-		if !f.dst.IsSet() {
+		*f.dst = Secret(strings.TrimSpace(string(b)))
+		if *f.dst == "" {
 			errs = append(errs, fmt.Errorf("slack: --%s_file %q is empty", f.name, f.path))
 		}
 	}
@@ -176,13 +150,13 @@ func (c Config) Validate() error {
 	var errs []error
 	switch c.Mode {
 	case ModeSocket:
-		if !c.AppToken.IsSet() {
+		if c.AppToken == "" {
 			errs = append(errs, errors.New(NeedAppToken))
-		} else if !strings.HasPrefix(c.AppToken.v, "xapp-") {
+		} else if !strings.HasPrefix(c.AppToken.Reveal(), "xapp-") {
 			errs = append(errs, errors.New("slack: --slack_app_token is not an app-level token (they start with xapp-)"))
 		}
 	case ModeHTTP:
-		if !c.SigningSecret.IsSet() {
+		if c.SigningSecret == "" {
 			errs = append(errs, errors.New("slack: http mode needs the signing secret: set --slack_signing_secret or BOTMESH_SLACK_SIGNING_SECRET"))
 		}
 		if c.Listen == "" {
@@ -191,9 +165,9 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("slack: --slack_mode %q: use %q or %q", c.Mode, ModeSocket, ModeHTTP))
 	}
-	if !c.BotToken.IsSet() {
+	if c.BotToken == "" {
 		errs = append(errs, errors.New("slack: set --slack_bot_token or BOTMESH_SLACK_BOT_TOKEN (xoxb-…)"))
-	} else if !strings.HasPrefix(c.BotToken.v, "xoxb-") {
+	} else if !strings.HasPrefix(c.BotToken.Reveal(), "xoxb-") {
 		errs = append(errs, errors.New("slack: --slack_bot_token is not a bot token (they start with xoxb-)"))
 	}
 	if !strings.HasPrefix(c.Command, "/") || len(c.Command) < 2 || strings.ContainsAny(c.Command, " \t\r\n") {

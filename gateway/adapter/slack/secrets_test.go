@@ -120,7 +120,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 }
 
 // Tokens set from the environment or a file never show in --help, and a
-// Config prints, logs and encodes them as REDACTED.
+// Config prints, logs and encodes them as [redacted].
 func TestSecretsNeverPrinted(t *testing.T) {
 	env := map[string]string{
 		"BOTMESH_SLACK_BOT_TOKEN":      knownBot,
@@ -156,8 +156,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "cfg", cfg, "token", cfg.BotToken)
 	printed := fmt.Sprintf("%v %+v %#v %s %q %x", cfg, cfg, cfg, cfg.BotToken, cfg.AppToken, cfg.SigningSecret) + string(js) + logged.String()
 	assertNoSecret(t, "the printed config", printed)
-	if !strings.Contains(printed, "REDACTED") {
-		t.Errorf("secrets are not shown as REDACTED: %s", printed)
+	if !strings.Contains(printed, "[redacted]") {
+		t.Errorf("secrets are not shown as [redacted]: %s", printed)
 	}
 }
 

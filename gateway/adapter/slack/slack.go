@@ -67,7 +67,7 @@ type connState struct {
 
 var (
 	_ adapter.Input    = (*Input)(nil)
-	_ adapter.Conn     = (*Input)(nil)
+	_ adapter.Starter  = (*Input)(nil)
 	_ adapter.Healther = (*Input)(nil)
 )
 
@@ -99,7 +99,7 @@ func WithQueueSize(n int) Option {
 
 // New returns a Slack input with the default options, for the gateway's
 // input registry.
-func New() adapter.Input { return NewInput() }
+func New() adapter.Configurable { return NewInput() }
 
 // NewInput returns a Slack input; Flags and Init configure it.
 func NewInput(opts ...Option) *Input {
@@ -124,10 +124,10 @@ func (in *Input) String() string { return Name }
 // replies (any replica posts with the bot token).
 func (in *Input) SharedConversations() bool { return true }
 
-// Flags implements adapter.Input.
+// Flags implements adapter.Configurable.
 func (in *Input) Flags(fs *flag.FlagSet) { in.cfg.registerFlags(fs, &in.files) }
 
-// Init implements adapter.Input: it reads the secret files and checks the
+// Init implements adapter.Configurable: it reads the secret files and checks the
 // configuration. It connects nowhere.
 func (in *Input) Init(env adapter.Env) error {
 	if env.Log != nil {
@@ -143,7 +143,7 @@ func (in *Input) Init(env adapter.Env) error {
 // Config returns the configuration (secrets stay redacted when printed).
 func (in *Input) Config() Config { return in.cfg }
 
-// Start implements adapter.Input: it checks the bot token (auth.test, which
+// Start implements adapter.Starter: it checks the bot token (auth.test, which
 // also names the bot user whose own messages are ignored), then opens the
 // socket or starts the HTTP listener. It returns once connected or when
 // the first attempt failed.
@@ -167,7 +167,7 @@ func (in *Input) Start(ctx context.Context) error {
 		slack.OptionHTTPClient(gatedClient{c: in.hc, gate: in.gate}),
 		slack.OptionLog(log.New(slogWriter{in.log}, "", 0)),
 	}
-	if in.cfg.AppToken.IsSet() {
+	if in.cfg.AppToken != "" {
 		opts = append(opts, slack.OptionAppLevelToken(in.cfg.AppToken.Reveal()))
 	}
 	in.api = slack.New(in.cfg.BotToken.Reveal(), opts...)
@@ -191,10 +191,13 @@ func (in *Input) Start(ctx context.Context) error {
 	return in.startSocket(ctx, bg)
 }
 
-// Stream implements adapter.Input; the input is its own Conn.
-func (in *Input) Stream(context.Context) (adapter.Conn, error) { return in, nil }
+// Run implements adapter.Input: it hands each message Recv returns to
+// emit until ctx ends, then stops (Stop, with adapter.StopGrace).
+func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
+	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
+}
 
-// Stop implements adapter.Input: it closes the socket or the listener and
+// Stop ends the input (Run calls it when its context ends): it closes the socket or the listener and
 // waits (within ctx) for the input's goroutines to end.
 func (in *Input) Stop(ctx context.Context) error {
 	var err error
@@ -232,10 +235,7 @@ func (in *Input) Stop(ctx context.Context) error {
 	return err
 }
 
-// Close implements adapter.Conn.
-func (in *Input) Close() error { return in.Stop(context.Background()) }
-
-// Recv implements adapter.Conn.
+// Recv returns the next message for the mesh; Run hands it on.
 func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	select {
 	case ev := <-in.events:

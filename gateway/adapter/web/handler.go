@@ -246,7 +246,7 @@ func (c *conn) hello() (*inFrame, error) {
 			}
 			continue
 		}
-		if c.in.token != "" && !tokenEqual(f.Token, c.in.token) {
+		if c.in.token != "" && !tokenEqual(f.Token, c.in.token.Reveal()) {
 			what := "wrong token"
 			if f.Token == "" {
 				// A page's first try: it asks the user next.

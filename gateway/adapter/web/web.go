@@ -40,6 +40,7 @@ import (
 	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/flagenv"
+	"github.com/botmesh/botmesh/sdk/secret"
 )
 
 // Name is the input's name and platform.
@@ -85,7 +86,7 @@ const (
 type Input struct {
 	// Flags.
 	address        string
-	token          string
+	token          secret.Value
 	tokenFile      string
 	allowAnonymous bool
 	origins        string
@@ -117,13 +118,13 @@ type Input struct {
 
 var (
 	_ adapter.Input    = (*Input)(nil)
-	_ adapter.Conn     = (*Input)(nil)
+	_ adapter.Starter  = (*Input)(nil)
 	_ adapter.Healther = (*Input)(nil)
 )
 
 // New returns a web input with the default flags; it is the constructor the
 // gateway registers.
-func New() adapter.Input { return NewInput() }
+func New() adapter.Configurable { return NewInput() }
 
 // NewInput returns a web input with the default flags.
 func NewInput() *Input {
@@ -141,10 +142,10 @@ func NewInput() *Input {
 // String implements adapter.Input.
 func (in *Input) String() string { return Name }
 
-// Flags implements adapter.Input.
+// Flags implements adapter.Configurable.
 func (in *Input) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&in.address, "web_address", in.address, "host:port the web chat page and its websocket listen on")
-	fs.StringVar(&in.token, "web_token", in.token, "shared secret the web page asks for (prefer the environment or --web_token_file: command lines are visible to other users)")
+	fs.Var(&in.token, "web_token", "shared secret the web page asks for (prefer the environment or --web_token_file: command lines are visible to other users)")
 	fs.StringVar(&in.tokenFile, "web_token_file", in.tokenFile, "file holding the web token (first line)")
 	fs.BoolVar(&in.allowAnonymous, "web_allow_anonymous", in.allowAnonymous, "serve the web chat on a non-loopback address without a token (anyone who reaches it can run commands)")
 	fs.StringVar(&in.origins, "web_origins", in.origins, "comma-separated origins allowed besides the page's own, e.g. https://chat.example.com behind a proxy")
@@ -152,7 +153,7 @@ func (in *Input) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&in.maxFrame, "web_max_frame", in.maxFrame, "largest websocket frame taken from a browser, in bytes")
 }
 
-// Init implements adapter.Input: it checks the flags and reads the token
+// Init implements adapter.Configurable: it checks the flags and reads the token
 // file. It does not listen.
 func (in *Input) Init(env adapter.Env) error {
 	in.log = env.Log
@@ -172,7 +173,7 @@ func (in *Input) Init(env adapter.Env) error {
 			return fmt.Errorf("web: token file: %w", err)
 		}
 		first, _, _ := strings.Cut(string(b), "\n")
-		in.token = strings.TrimSpace(first)
+		in.token = secret.Value(strings.TrimSpace(first))
 		if in.token == "" {
 			return fmt.Errorf("web: token file %s is empty", in.tokenFile)
 		}
@@ -212,7 +213,7 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// Start implements adapter.Input: it listens on --web_address and serves
+// Start implements adapter.Starter: it listens on --web_address and serves
 // the page. It returns once listening.
 func (in *Input) Start(context.Context) error {
 	in.mu.Lock()
@@ -312,10 +313,13 @@ func (in *Input) Healthy() error {
 	return nil
 }
 
-// Stream implements adapter.Input; the input is its own Conn.
-func (in *Input) Stream(context.Context) (adapter.Conn, error) { return in, nil }
+// Run implements adapter.Input: it hands each message Recv returns to
+// emit until ctx ends, then stops (Stop, with adapter.StopGrace).
+func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
+	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
+}
 
-// Stop implements adapter.Input: it closes the listener and every
+// Stop ends the input (Run calls it when its context ends): it closes the listener and every
 // websocket (close code 1001, so pages show that the server went away and
 // reconnect), and waits for the connection handlers until ctx ends.
 func (in *Input) Stop(ctx context.Context) error {
@@ -350,14 +354,7 @@ func (in *Input) Stop(ctx context.Context) error {
 	}
 }
 
-// Close implements adapter.Conn.
-func (in *Input) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return in.Stop(ctx)
-}
-
-// Recv implements adapter.Conn: it returns the next message any browser
+// Recv returns the next message any browser
 // sent.
 func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	select {

@@ -114,13 +114,13 @@ type Input struct {
 
 var (
 	_ adapter.Input    = (*Input)(nil)
-	_ adapter.Conn     = (*Input)(nil)
+	_ adapter.Starter  = (*Input)(nil)
 	_ adapter.Healther = (*Input)(nil)
 )
 
 // New returns an XMPP input with the default config; its flags and Init
 // set it up.
-func New() adapter.Input { return NewWithConfig(DefaultConfig()) }
+func New() adapter.Configurable { return NewWithConfig(DefaultConfig()) }
 
 // NewWithConfig returns an XMPP input with cfg as its flags' defaults.
 func NewWithConfig(cfg Config) *Input {
@@ -141,7 +141,7 @@ func (in *Input) String() string { return Name }
 // replies (every replica logs in with the same JID and joins the same rooms).
 func (in *Input) SharedConversations() bool { return true }
 
-// Flags implements adapter.Input. The --hipchat_* flags are aliases that
+// Flags implements adapter.Configurable. The --hipchat_* flags are aliases that
 // set the same values, so Micro Bot command lines keep working.
 func (in *Input) Flags(fs *flag.FlagSet) {
 	c := &in.cfg
@@ -195,7 +195,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Init implements adapter.Input: it checks the flags, reads the password
+// Init implements adapter.Configurable: it checks the flags, reads the password
 // and the CA file. It connects nowhere.
 func (in *Input) Init(env adapter.Env) error {
 	if env.Log != nil {
@@ -250,7 +250,7 @@ func (in *Input) Init(env adapter.Env) error {
 	return nil
 }
 
-// Start implements adapter.Input: it connects, logs in, sends initial
+// Start implements adapter.Starter: it connects, logs in, sends initial
 // presence and joins the rooms. It returns the first attempt's error (a
 // wrong password, an unreachable server); later the input reconnects by
 // itself. ctx bounds the first attempt only: Stop ends the input.
@@ -284,10 +284,13 @@ func (in *Input) Start(ctx context.Context) error {
 	return in.startErr
 }
 
-// Stream implements adapter.Input; the input is its own Conn.
-func (in *Input) Stream(context.Context) (adapter.Conn, error) { return in, nil }
+// Run implements adapter.Input: it hands each message Recv returns to
+// emit until ctx ends, then stops (Stop, with adapter.StopGrace).
+func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
+	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
+}
 
-// Stop implements adapter.Input: it logs out (unavailable presence, end of
+// Stop ends the input (Run calls it when its context ends): it logs out (unavailable presence, end of
 // stream) and waits for the connection loop to end, at most until ctx
 // ends. Recv returns adapter.ErrClosed from then on.
 func (in *Input) Stop(ctx context.Context) error {
@@ -308,9 +311,6 @@ func (in *Input) Stop(ctx context.Context) error {
 	}
 }
 
-// Close implements adapter.Conn.
-func (in *Input) Close() error { return in.Stop(context.Background()) }
-
 // Healthy implements adapter.Healther.
 func (in *Input) Healthy() error {
 	in.mu.Lock()
@@ -321,7 +321,7 @@ func (in *Input) Healthy() error {
 	return nil
 }
 
-// Recv implements adapter.Conn.
+// Recv returns the next message for the mesh; Run hands it on.
 func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	select {
 	case ev := <-in.events:

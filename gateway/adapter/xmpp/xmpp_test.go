@@ -21,44 +21,33 @@ import (
 	"github.com/botmesh/botmesh/sdk/flagenv"
 )
 
-// echo runs in the way the gateway does (Start, Recv, Send) and answers
+// echo runs in the way the gateway does (Start, Run, Send) and answers
 // every message with "re: " and its text. The events it took are on the
 // returned channel.
 func echo(t *testing.T, in adapter.Input) <-chan *chatopsv1.Event {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := in.Start(ctx); err != nil {
+	if err := in.(adapter.Starter).Start(ctx); err != nil {
 		cancel()
 		t.Fatalf("start: %v", err)
 	}
-	conn, err := in.Stream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	events := make(chan *chatopsv1.Event, 100)
-	done := make(chan struct{})
+	done := make(chan error, 1)
 	go func() {
-		defer close(done)
-		for {
-			ev, err := conn.Recv(ctx)
-			if err != nil {
-				return
-			}
+		done <- in.Run(ctx, func(ctx context.Context, ev *chatopsv1.Event) error {
 			events <- ev
 			rep := &chatopsv1.Event{Type: chatopsv1.EventType_EVENT_TYPE_REPLY, Data: append([]byte("re: "), ev.Data...), To: ev.To, Meta: ev.Meta, Thread: ev.Thread, InReplyTo: ev.Id}
-			if err := conn.Send(ctx, rep); err != nil && ctx.Err() == nil {
+			if err := in.Send(ctx, rep); err != nil && ctx.Err() == nil {
 				t.Errorf("send: %v", err)
 			}
-		}
+			return nil
+		})
 	}()
 	t.Cleanup(func() {
-		stopCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		if err := in.Stop(stopCtx); err != nil {
+		cancel()
+		if err := <-done; err != nil {
 			t.Errorf("stop: %v", err)
 		}
-		cancel()
-		<-done
 	})
 	return events
 }
@@ -393,12 +382,11 @@ func TestSecretDoesNotPrint(t *testing.T) {
 }
 
 func TestStopBeforeStart(t *testing.T) {
-	in := xmppgw.New()
+	in := xmppgw.NewWithConfig(xmppgw.DefaultConfig())
 	if err := in.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	conn, _ := in.Stream(context.Background())
-	if _, err := conn.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
+	if _, err := in.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
 		t.Errorf("Recv after Stop: %v, want adapter.ErrClosed", err)
 	}
 }
