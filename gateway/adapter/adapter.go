@@ -1,9 +1,11 @@
 // Package adapter defines how a chat platform plugs into a botmesh gateway.
 //
-// Input and Conn keep the shape of the Micro Bot's input package (Flags,
-// Init, Start, Stream, Stop, String; Recv, Send, Close) so a Micro Bot input
-// ports with small changes: flags use the standard flag package, calls that
-// block take a context, and events are the wire type chatops.v1.Event.
+// An Input runs until its context ends and hands each message to the
+// gateway (Run); the gateway posts the replies with Send. A Micro Bot input
+// ports with small changes: its Start, Stream and Recv loop become Run
+// (Drive builds Run from a receive and a stop call), its Send stays, its
+// Flags and Init use the standard flag package, and events are the wire
+// type chatops.v1.Event.
 package adapter
 
 import (

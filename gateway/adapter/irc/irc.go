@@ -344,10 +344,10 @@ func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
 	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
 }
 
-// Stop ends the input (Run calls it when its context ends): it gives queued reply lines until ctx's
-// deadline (at most 5 s) to go out, quits, and waits for the connection to
-// close, at most until ctx ends. Recv returns adapter.ErrClosed from then
-// on.
+// Stop ends the input (Run calls it when its context ends): it gives queued
+// reply lines until ctx's deadline (at most 5 s) to go out, quits, and waits
+// for the connection to close, at most until ctx ends. Recv returns
+// adapter.ErrClosed from then on.
 func (in *Input) Stop(ctx context.Context) error {
 	in.mu.Lock()
 	in.gone = true

@@ -31,7 +31,8 @@ const Name = "slack"
 // Input is the Slack input; it is its own Conn.
 //
 // Lifecycle: Flags, Init, Start (auth.test, then the socket or the HTTP
-// listener), Stream, Recv/Send, Stop. Goroutines run from Start to Stop.
+// listener), Run (Recv until its context ends, then Stop) with Send
+// alongside. Goroutines run from Start to Stop.
 type Input struct {
 	cfg   Config
 	files secretFiles
@@ -197,8 +198,9 @@ func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
 	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
 }
 
-// Stop ends the input (Run calls it when its context ends): it closes the socket or the listener and
-// waits (within ctx) for the input's goroutines to end.
+// Stop ends the input (Run calls it when its context ends): it closes the
+// socket or the listener and waits (within ctx) for the input's goroutines
+// to end.
 func (in *Input) Stop(ctx context.Context) error {
 	var err error
 	in.stopOnce.Do(func() {

@@ -319,9 +319,10 @@ func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
 	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
 }
 
-// Stop ends the input (Run calls it when its context ends): it closes the listener and every
-// websocket (close code 1001, so pages show that the server went away and
-// reconnect), and waits for the connection handlers until ctx ends.
+// Stop ends the input (Run calls it when its context ends): it closes the
+// listener and every websocket (close code 1001, so pages show that the
+// server went away and reconnect), and waits for the connection handlers
+// until ctx ends.
 func (in *Input) Stop(ctx context.Context) error {
 	in.stopOnce.Do(func() {
 		in.mu.Lock()

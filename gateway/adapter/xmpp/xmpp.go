@@ -290,9 +290,9 @@ func (in *Input) Run(ctx context.Context, emit adapter.Emit) error {
 	return adapter.Drive(ctx, emit, in.Recv, in.Stop)
 }
 
-// Stop ends the input (Run calls it when its context ends): it logs out (unavailable presence, end of
-// stream) and waits for the connection loop to end, at most until ctx
-// ends. Recv returns adapter.ErrClosed from then on.
+// Stop ends the input (Run calls it when its context ends): it logs out
+// (unavailable presence, end of stream) and waits for the connection loop to
+// end, at most until ctx ends. Recv returns adapter.ErrClosed from then on.
 func (in *Input) Stop(ctx context.Context) error {
 	in.mu.Lock()
 	in.gone = true
