@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botmesh/botmesh/gateway/adapter/irc/ircdtest"
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/ircdtest"
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"

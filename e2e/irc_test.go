@@ -11,9 +11,9 @@ import (
 
 	"github.com/botmesh/botmesh/gateway"
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/ircdtest"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/prosodytest"
 	ircgw "github.com/botmesh/botmesh/gateway/adapter/irc"
-	"github.com/botmesh/botmesh/gateway/adapter/irc/ircdtest"
-	"github.com/botmesh/botmesh/gateway/adapter/xmpp/prosodytest"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/command"
 	"github.com/botmesh/botmesh/sdk/mesh"

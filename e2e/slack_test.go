@@ -15,8 +15,8 @@ import (
 
 	"github.com/botmesh/botmesh/gateway"
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 	"github.com/botmesh/botmesh/internal/allinone"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/sdk/mesh"

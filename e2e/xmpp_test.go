@@ -8,8 +8,8 @@ import (
 
 	"github.com/botmesh/botmesh/gateway"
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/prosodytest"
 	xmppgw "github.com/botmesh/botmesh/gateway/adapter/xmpp"
-	"github.com/botmesh/botmesh/gateway/adapter/xmpp/prosodytest"
 	"github.com/botmesh/botmesh/internal/allinone"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/sdk/mesh"

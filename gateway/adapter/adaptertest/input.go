@@ -1,6 +1,10 @@
-// Package adaptertest provides an in-memory Input for testing the gateway
-// and whatever sits behind it: tests say things as a chat user and read the
-// replies the gateway posts.
+// Package adaptertest is the test kit of the gateway's inputs: an
+// in-memory Input for testing the gateway and whatever sits behind it
+// (tests say things as a chat user and read the replies the gateway
+// posts), and the conformance suite every input runs (Run). The
+// chat servers those tests run against live beside it, apart from the
+// gateway's own code: fakeslack (Slack's wire protocol), prosodytest (a real
+// Prosody) and ircdtest (a real ngircd).
 package adaptertest
 
 import (

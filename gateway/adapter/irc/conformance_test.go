@@ -8,8 +8,8 @@ import (
 
 	"github.com/botmesh/botmesh/gateway/adapter"
 	"github.com/botmesh/botmesh/gateway/adapter/adaptertest"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/ircdtest"
 	ircgw "github.com/botmesh/botmesh/gateway/adapter/irc"
-	"github.com/botmesh/botmesh/gateway/adapter/irc/ircdtest"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 )
 

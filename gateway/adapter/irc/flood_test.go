@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/botmesh/botmesh/gateway/adapter"
-	"github.com/botmesh/botmesh/gateway/adapter/irc/ircdtest"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/ircdtest"
 )
 
 // inspircd disconnects a client whose unprocessed lines pass 8 KiB

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/ircdtest"
 	ircgw "github.com/botmesh/botmesh/gateway/adapter/irc"
-	"github.com/botmesh/botmesh/gateway/adapter/irc/ircdtest"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 )
 

@@ -8,8 +8,8 @@ import (
 
 	"github.com/botmesh/botmesh/gateway/adapter"
 	"github.com/botmesh/botmesh/gateway/adapter/adaptertest"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 )
 
 // platform is a fake Slack workspace with a user "UADA" who talks to the

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 )
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 )
 
 const jsonType = "application/json"

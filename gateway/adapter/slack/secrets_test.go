@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 	"github.com/botmesh/botmesh/sdk/flagenv"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 )
 
 // Every envelope is acknowledged as soon as it arrives, before the message

@@ -9,8 +9,8 @@ import (
 
 	"github.com/botmesh/botmesh/gateway/adapter"
 	"github.com/botmesh/botmesh/gateway/adapter/adaptertest"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/prosodytest"
 	xmppgw "github.com/botmesh/botmesh/gateway/adapter/xmpp"
-	"github.com/botmesh/botmesh/gateway/adapter/xmpp/prosodytest"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 )
 

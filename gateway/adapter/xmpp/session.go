@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/botmesh/botmesh/gateway/adapter/xmpp/internal/callctx"
+	"github.com/botmesh/botmesh/gateway/internal/callctx"
 	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/prosodytest"
 	xmppgw "github.com/botmesh/botmesh/gateway/adapter/xmpp"
-	"github.com/botmesh/botmesh/gateway/adapter/xmpp/prosodytest"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/flagenv"
 )

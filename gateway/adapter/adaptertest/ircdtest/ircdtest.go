@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botmesh/botmesh/gateway/internal/daemontest"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/internal/daemontest"
 	"github.com/ergochat/irc-go/ircmsg"
 )
 

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botmesh/botmesh/gateway/adapter/xmpp/internal/callctx"
+	"github.com/botmesh/botmesh/gateway/internal/callctx"
 	"mellium.im/sasl"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"

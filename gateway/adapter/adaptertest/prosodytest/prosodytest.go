@@ -17,7 +17,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/botmesh/botmesh/gateway/internal/daemontest"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/internal/daemontest"
 )
 
 // Domain is the server's virtual host and MUCDomain its chat room service.
