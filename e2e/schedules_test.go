@@ -2,14 +2,17 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter/web"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -102,7 +105,8 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 	t.Logf("routers replaced and NATS restarted %s after the schedules were set", time.Since(setAt).Round(time.Millisecond))
 
 	// The one-time schedule ran once, and its result waits in the reply
-	// stream for gw1.
+	// stream, on the outbound path (gw1, the gateway that took the message
+	// that set it, runs no consumer here).
 	deadline := time.Now().Add(60 * time.Second)
 	for svc.ran("once") == 0 && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
@@ -118,7 +122,7 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := s.Info(ctx, jetstream.WithSubjectFilter(chatopsv1.SubjectOutFinal("test", "gw1")))
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(durable.OutboundSubject(chatopsv1.SubjectOutFinal("test", "gw1"))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,5 +169,83 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 	}
 	if n := svc.ran("once"); n != 1 {
 		t.Errorf("in 15s ran %d times in all", n)
+	}
+}
+
+// A web chat session gets a scheduled result when its tab comes back: the
+// tab sets "in 2s ping", goes away (its websocket closed) before the
+// schedule fires, and, back with its session, finds the result after the
+// answer that set it.
+func TestWebScheduleResultWaitsForTheTab(t *testing.T) {
+	in := webInput(t, "--web_address", "127.0.0.1:0")
+	webAllInOne(t, in)
+	url := strings.TrimSuffix(webURL(t, in), "/")
+	type frame struct {
+		Type, Session, Conversation, Epoch, Kind, Text string
+		InReplyTo                                      string `json:"in_reply_to"`
+		Seq                                            uint64
+	}
+	dial := func(hello map[string]any) (*websocket.Conn, frame) {
+		t.Helper()
+		d := websocket.Dialer{Subprotocols: []string{web.Subprotocol}, HandshakeTimeout: 10 * time.Second}
+		ws, _, err := d.Dial("ws"+strings.TrimPrefix(url, "http")+web.WebsocketPath, http.Header{"Origin": {url}})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { ws.Close() })
+		hello["type"] = web.TypeHello
+		if err := ws.WriteJSON(hello); err != nil {
+			t.Fatal(err)
+		}
+		var w frame
+		if err := ws.ReadJSON(&w); err != nil || w.Type != web.TypeWelcome {
+			t.Fatalf("welcome: %+v %v", w, err)
+		}
+		return ws, w
+	}
+	next := func(ws *websocket.Conn, within time.Duration) frame {
+		t.Helper()
+		_ = ws.SetReadDeadline(time.Now().Add(within))
+		var f frame
+		if err := ws.ReadJSON(&f); err != nil {
+			t.Fatalf("no frame within %s: %v", within, err)
+		}
+		return f
+	}
+	ws, w := dial(map[string]any{})
+	if err := ws.WriteJSON(map[string]any{"type": web.TypeMessage, "id": "m1", "text": "in 2s ping"}); err != nil {
+		t.Fatal(err)
+	}
+	var set frame
+	for set.Type != web.TypeReply || set.Kind == web.KindProgress {
+		set = next(ws, 30*time.Second)
+	}
+	id := regexp.MustCompile(`^scheduled ([a-z2-7]{8}): `).FindStringSubmatch(set.Text)
+	if id == nil {
+		t.Fatalf("in 2s ping: %q", set.Text)
+	}
+	ws.Close()
+	awayAt := time.Now()
+	// Away for longer than the schedule needs to fire and run.
+	time.Sleep(5 * time.Second)
+	back, w2 := dial(map[string]any{"session": w.Session, "conversation": w.Conversation, "epoch": w.Epoch, "seen": set.Seq})
+	if w2.Epoch != w.Epoch {
+		t.Fatalf("the conversation was made anew (epoch %s → %s)", w.Epoch, w2.Epoch)
+	}
+	want := "schedule " + id[1] + " (in 2s: `ping`):\npong"
+	for {
+		f := next(back, 30*time.Second)
+		if f.Type != web.TypeReply || f.Kind == web.KindProgress {
+			continue
+		}
+		if f.Text != want || f.Seq != set.Seq+1 {
+			t.Fatalf("back after %s, the tab got %d %q, want %d %q", time.Since(awayAt).Round(time.Millisecond), f.Seq, f.Text, set.Seq+1, want)
+		}
+		break
+	}
+	_ = back.SetReadDeadline(time.Now().Add(3 * time.Second))
+	var extra frame
+	if err := back.ReadJSON(&extra); err == nil && extra.Type == web.TypeReply {
+		t.Errorf("then %q as well", extra.Text)
 	}
 }
