@@ -182,11 +182,17 @@ func TestAllInOneShell(t *testing.T) {
 	t.Run("the README example", func(t *testing.T) {
 		got := run(t, "ping\necho hi there\nhelp\n")
 		want := "pong\nhi there\n" + strings.Join([]string{
+			"at TIME [ZONE] COMMAND - Runs COMMAND once, at TIME (17:30, or 2026-12-24 17:30; UTC unless ZONE, e.g. Europe/Berlin)",
+			`cron "S M H DOM MON DOW" [ZONE] COMMAND - Runs COMMAND on a six-field cron expression, seconds first`,
+			"every DURATION COMMAND - Runs COMMAND every DURATION (at least 1s)",
 			"hello - Returns a greeting",
 			"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
+			"in DURATION COMMAND - Runs COMMAND once, after DURATION (e.g. in 10m health greeter)",
 			"ping - Returns pong",
+			"schedules - Lists this conversation's schedules",
 			"the three laws - Returns the three laws of robotics",
 			"time - Returns the server time",
+			"unschedule ID - Removes a schedule you set",
 			"deregister service DEFINITION - Deregisters nodes (name and node ids are enough)",
 			"echo [text] - Returns the [text]",
 			"get service NAME - Shows a service's versions, nodes and endpoints",
