@@ -223,6 +223,9 @@ type Router struct {
 	sched   jetstream.Stream
 	schedJS jetstream.JetStream
 	fired   inbound.Source
+	// watch is the watch list (watch.go); nil without JetStream. Set
+	// before Run takes messages.
+	watch *watches
 	// outStreams holds the platforms whose reply stream this router made
 	// sure of.
 	outStreams sync.Map
@@ -361,6 +364,7 @@ func (r *Router) Run(ctx context.Context) error {
 			}
 		}
 	}
+	defer r.startWatches(ctx)()
 	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m, r.process) }); err != nil {
 		return err
 	}
