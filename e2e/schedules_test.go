@@ -19,12 +19,13 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Schedules outlive every part: set through two router processes that are
-// then killed (SIGKILL) and replaced, on a nats-server that is killed and
-// started again on the same store, a one-time schedule runs once and its
-// result is stored for the conversation's gateway, and a repeating one
-// keeps running about once per interval (not once per router) until it is
-// removed.
+// Schedules outlive every part: set through three router processes that
+// are then killed (SIGKILL) at once and replaced, on a nats-server that is
+// killed and started again on the same store, "in 3s" (due while the
+// routers are being replaced) and "in 15s" (due after the NATS restart)
+// each run once and their results are stored for the conversation's
+// gateway, and "every 2s" runs 3 to 6 times in 9 s on three routers (not
+// once per router) until it is removed.
 func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs nats-server and routers as processes")
@@ -33,7 +34,7 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 	node.start(t)
 	svc := serveFaultCommand(t, node.url(), "sched", func(string) time.Duration { return 0 })
 	args := faultRouterArgs(node.url(), "--schedule_platforms", "test")
-	routers := startRouters(t, args, "router-1", "router-2")
+	routers := startRouters(t, args, "router-1", "router-2", "router-3")
 
 	// The test is the gateway instance gw1 of the platform test.
 	nc, err := nats.Connect(node.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
@@ -88,21 +89,27 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 		}
 		return m[1]
 	}
+	soon := set("in 3s sched soon")
 	once := set("in 15s sched once")
 	tick := set("every 2s sched tick")
 	setAt := time.Now()
 
-	// Replace both routers, then restart NATS, before the one-time
-	// schedule is due.
+	// Kill every router, start three others, then restart NATS, before
+	// the second one-time schedule is due.
 	for _, r := range routers {
 		if err := r.stop(t, syscall.SIGKILL, 10*time.Second); err == nil {
 			t.Fatalf("%s exited cleanly after SIGKILL?", r.name)
 		}
 	}
-	startRouters(t, args, "router-3", "router-4")
+	t.Logf("every router killed %s after the schedules were set", time.Since(setAt).Round(time.Millisecond))
+	startRouters(t, args, "router-4", "router-5", "router-6")
+	t.Logf("three new routers ready %s after the schedules were set", time.Since(setAt).Round(time.Millisecond))
 	node.kill(t)
 	node.start(t)
-	t.Logf("routers replaced and NATS restarted %s after the schedules were set", time.Since(setAt).Round(time.Millisecond))
+	t.Logf("NATS restarted %s after the schedules were set", time.Since(setAt).Round(time.Millisecond))
+	if d := time.Since(setAt); d >= 15*time.Second {
+		t.Fatalf("the restarts took %s: in 15s was due before NATS restarted", d)
+	}
 
 	// The one-time schedule ran once, and its result waits in the reply
 	// stream, on the outbound path (gw1, the gateway that took the message
@@ -115,7 +122,10 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 		t.Fatalf("in 15s ran %d times within %s, want once", n, time.Since(setAt).Round(time.Second))
 	}
 	t.Logf("in 15s ran %s after it was set", time.Since(setAt).Round(100*time.Millisecond))
-	stored := func() []string {
+	if n := svc.ran("soon"); n != 1 {
+		t.Errorf("in 3s ran %d times, want once", n)
+	}
+	stored := func(id string) []string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		s, err := js.Stream(ctx, durable.ReplyStream("test"))
@@ -128,7 +138,7 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 		}
 		var data []string
 		for subject := range info.State.Subjects {
-			if !strings.HasPrefix(subject, chatopsv1.ReplySubject("test", "gw1", "s"+once+"-")) {
+			if !strings.HasPrefix(subject, chatopsv1.ReplySubject("test", "gw1", "s"+id+"-")) {
 				continue
 			}
 			m, err := s.GetLastMsgForSubject(ctx, subject)
@@ -146,17 +156,22 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 	var results []string
 	for deadline := time.Now().Add(20 * time.Second); len(results) == 0 && time.Now().Before(deadline); {
 		time.Sleep(200 * time.Millisecond)
-		results = stored()
+		results = stored(once)
 	}
 	if want := "schedule " + once + " (in 15s: `sched once`):\ndone once"; len(results) != 1 || results[0] != want {
 		t.Errorf("results stored for gw1: %q, want [%q]", results, want)
 	}
+	if results, want := stored(soon), "schedule "+soon+" (in 3s: `sched soon`):\ndone soon"; len(results) != 1 || results[0] != want {
+		t.Errorf("results of in 3s stored for gw1: %q, want [%q]", results, want)
+	}
 
-	// The repeating one runs on the new routers, about every 2 s.
+	// The repeating one runs on the three new routers, about every 2 s.
 	before := svc.ran("tick")
-	time.Sleep(10 * time.Second)
-	if n := svc.ran("tick") - before; n < 2 || n > 7 {
-		t.Errorf("every 2s ran %d times in 10s on two routers, want 2 to 7", n)
+	time.Sleep(9 * time.Second)
+	n := svc.ran("tick") - before
+	t.Logf("every 2s ran %d times in 9s on three routers", n)
+	if n < 3 || n > 6 {
+		t.Errorf("every 2s ran %d times in 9s on three routers, want 3 to 6", n)
 	}
 	if out := say("unschedule " + tick); !strings.HasPrefix(out, "removed schedule "+tick) {
 		t.Fatalf("unschedule: %q", out)
@@ -169,6 +184,9 @@ func TestIntegrationScheduleSurvivesRestarts(t *testing.T) {
 	}
 	if n := svc.ran("once"); n != 1 {
 		t.Errorf("in 15s ran %d times in all", n)
+	}
+	if n := svc.ran("soon"); n != 1 {
+		t.Errorf("in 3s ran %d times in all", n)
 	}
 }
 
