@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
 	"github.com/botmesh/botmesh/gateway/adapter/web"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/durable"
@@ -265,5 +266,67 @@ func TestWebScheduleResultWaitsForTheTab(t *testing.T) {
 	var extra frame
 	if err := back.ReadJSON(&extra); err == nil && extra.Type == web.TypeReply {
 		t.Errorf("then %q as well", extra.Text)
+	}
+}
+
+// A Slack conversation gets its scheduled result after the gateway replica
+// that took the message that set it is killed (-9) and replaced by one
+// under another name: any gateway of the platform posts it, once, in the
+// thread where it was set.
+func TestIntegrationSlackScheduleAfterReplicaReplaced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test: run without -short")
+	}
+	url := startNATS(t)
+	startRouters(t, faultRouterArgs(url), "router-1", "router-2")
+	fs := fakeslack.New(t)
+	gw := func(instance string) *proc {
+		return start(t, instance, "gateway", nil, "--nats_url", url, "--inputs", "slack", "--instance", instance,
+			"--log_level", "info", "--slack_app_token", fs.AppToken, "--slack_bot_token", fs.BotToken, "--slack_api_url", fs.APIURL())
+	}
+	a := gw("gw-a")
+	waitFor(t, 30*time.Second, "gw-a's Slack socket", func() bool { return fs.Connections() >= 1 })
+	m := fs.Mention(slackGeneral, slackUser, "in 4s ping", "")
+	slackSay(t, fs, m.Envelope(), 0)
+	var id string
+	waitFor(t, 30*time.Second, "the answer to in 4s ping", func() bool {
+		for _, p := range fs.Posts() {
+			if s := regexp.MustCompile(`scheduled ([a-z2-7]{8}): `).FindStringSubmatch(p.Visible()); s != nil && p.ThreadTS == m.TS {
+				id = s[1]
+				return true
+			}
+		}
+		return false
+	})
+	setAt := time.Now()
+	if err := a.stop(t, syscall.SIGKILL, 10*time.Second); err == nil {
+		t.Fatal("gw-a exited cleanly after SIGKILL")
+	}
+	gw("gw-b")
+	// (A reply of several lines is posted as a code block.)
+	want := "```\nschedule " + id + " (in 4s: `ping`):\npong\n```"
+	results := func() (n int) {
+		for _, p := range fs.Posts() {
+			if p.Visible() == want {
+				n++
+				if p.Channel != slackGeneral || p.ThreadTS != m.TS {
+					t.Errorf("the result was posted in %s thread %q, want %s thread %q", p.Channel, p.ThreadTS, slackGeneral, m.TS)
+				}
+			}
+		}
+		return n
+	}
+	defer func() {
+		if t.Failed() {
+			for _, p := range fs.Posts() {
+				t.Logf("posted in %s thread %q: %q", p.Channel, p.ThreadTS, p.Visible())
+			}
+		}
+	}()
+	waitFor(t, 60*time.Second, "the scheduled result posted by gw-b", func() bool { return results() > 0 })
+	t.Logf("the result was posted by the new replica %s after the schedule was set", time.Since(setAt).Round(100*time.Millisecond))
+	time.Sleep(3 * time.Second) // a second post would show here
+	if n := results(); n != 1 {
+		t.Errorf("the result was posted %d times, want once", n)
 	}
 }
