@@ -59,6 +59,7 @@ func TestHelpCommand(t *testing.T) {
 		{in: "help get service", want: "get service NAME - Shows a service's versions, nodes and endpoints"},
 		{in: "help every", want: "every DURATION COMMAND - Runs COMMAND every DURATION (at least 1s)"},
 		{in: "help unschedule", want: "unschedule ID - Removes a schedule you set"},
+		{in: "help watching", want: "watching - Lists what this conversation watches"},
 		{in: "help list", err: true, want: `There is no command "list". Did you mean "list services"? Type help for the list of commands.`},
 		{in: "help list service", err: true, want: `There is no command "list service". Did you mean "list services"? Type help for the list of commands.`},
 		{in: "help ecko", err: true, want: `There is no command "ecko". Did you mean "echo"? Type help for the list of commands.`},

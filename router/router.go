@@ -880,11 +880,9 @@ func (r *Router) helpText(ev *chatopsv1.Event) string {
 			lines = append(lines, b.Usage+" - "+b.Description)
 		}
 	}
-	if r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
-		for _, h := range scheduleHelp {
-			if may(h.name) {
-				lines = append(lines, h.line)
-			}
+	for _, h := range r.firstHelp(ev) {
+		if may(h.name) {
+			lines = append(lines, h.line)
 		}
 	}
 	sort.Strings(lines)
@@ -920,11 +918,9 @@ func commandLine(c directory.Command) string {
 func (r *Router) helpFor(ctx context.Context, ev *chatopsv1.Event, words []string) *chatopsv1.Event {
 	may := r.helpShows(ev)
 	key := strings.ToLower(strings.Join(words, " "))
-	if isScheduling(words[0]) && r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
-		for _, h := range scheduleHelp {
-			if strings.EqualFold(h.name, words[0]) && may(h.name) {
-				return r.reply(ev, h.line)
-			}
+	for _, h := range r.firstHelp(ev) {
+		if strings.EqualFold(h.name, words[0]) && may(h.name) {
+			return r.reply(ev, h.line)
 		}
 	}
 	if t, ok := r.resolve(ctx, key, words); ok && may(t.name) {
@@ -955,10 +951,8 @@ func (r *Router) commandNames(ev *chatopsv1.Event) []string {
 		}
 	}
 	add(builtin.HelpUsage)
-	if r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
-		for _, h := range scheduleHelp {
-			add(h.name)
-		}
+	for _, h := range r.firstHelp(ev) {
+		add(h.name)
 	}
 	for _, b := range r.builtins {
 		add(b.Name)

@@ -206,6 +206,9 @@ func TestBuiltinsAndEcho(t *testing.T) {
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",
 		"unschedule ID - Removes a schedule you set",
+		"unwatch SERVICE - Stops watching SERVICE",
+		"watch SERVICE - Tells this conversation when SERVICE's nodes come and go (watch commands: command services added and removed)",
+		"watching - Lists what this conversation watches",
 		"echo [text] - Returns the [text]",
 	}
 	if got := strings.Split(help, "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -56,6 +56,22 @@ var scheduleHelp = []struct{ name, line string }{
 	{cmdUnschedule, cmdUnschedule + " ID - Removes a schedule you set"},
 }
 
+// firstHelp are help's lines, by name, for the commands of the bot that
+// speaks first (schedules, watches) that ev's platform has.
+func (r *Router) firstHelp(ev *chatopsv1.Event) []struct{ name, line string } {
+	if !r.schedulesOn(ev.GetPlatform()) {
+		return nil
+	}
+	var lines []struct{ name, line string }
+	if r.sched != nil {
+		lines = append(lines, scheduleHelp...)
+	}
+	if r.watch != nil {
+		lines = append(lines, watchHelp...)
+	}
+	return lines
+}
+
 // isScheduling reports whether word starts one of the scheduling commands.
 func isScheduling(word string) bool {
 	return schedule.IsVerb(word) || strings.EqualFold(word, cmdSchedules) || strings.EqualFold(word, cmdUnschedule)

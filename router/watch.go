@@ -56,6 +56,14 @@ const (
 // maxWatches bounds the watches of one conversation.
 const maxWatches = 50
 
+// watchHelp are help's lines for the watch commands, by the name policies
+// give them.
+var watchHelp = []struct{ name, line string }{
+	{cmdWatch, "watch SERVICE - Tells this conversation when SERVICE's nodes come and go (watch commands: command services added and removed)"},
+	{cmdUnwatch, "unwatch SERVICE - Stops watching SERVICE"},
+	{cmdWatching, "watching - Lists what this conversation watches"},
+}
+
 // isWatching reports whether word starts one of the watch commands.
 func isWatching(word string) bool {
 	return strings.EqualFold(word, cmdWatch) || strings.EqualFold(word, cmdUnwatch) || strings.EqualFold(word, cmdWatching)
