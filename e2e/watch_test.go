@@ -47,7 +47,6 @@ func TestIntegrationWatchKilledService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var announced []string
 	say := func(text string) string {
 		t.Helper()
 		token := nuid.Next()
@@ -68,29 +67,44 @@ func TestIntegrationWatchKilledService(t *testing.T) {
 			if err := proto.Unmarshal(m.Data, rep); err != nil {
 				t.Fatal(err)
 			}
-			switch {
-			case strings.HasSuffix(m.Subject, "."+token):
+			if strings.HasSuffix(m.Subject, "."+token) {
 				return string(rep.GetData())
-			case durable.IsOutbound(m.Subject):
-				announced = append(announced, string(rep.GetData()))
 			}
 		}
 	}
-	// announcements collects what comes unasked within d.
+	// announcements collects what gw1 would post unasked within d: what
+	// the reply stream keeps on its outbound subjects (each router that
+	// sees a change publishes it; the stream keeps it once, and gateways
+	// read the stream).
+	// (The routers make the stream with their first answer.)
+	var outbound jetstream.Consumer
 	announcements := func(d time.Duration) []string {
 		t.Helper()
-		got := announced
-		announced = nil
-		for deadline := time.Now().Add(d); ; {
-			m, err := sub.NextMsg(time.Until(deadline))
+		if outbound == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			outbound, err = js.OrderedConsumer(ctx, durable.ReplyStream("test"), jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{durable.OutboundSubject(chatopsv1.SubjectOutFinal("test", "gw1"))},
+			})
 			if err != nil {
-				return got
+				t.Fatal(err)
 			}
-			rep := &chatopsv1.Event{}
-			if durable.IsOutbound(m.Subject) && proto.Unmarshal(m.Data, rep) == nil {
+		}
+		var got []string
+		for deadline := time.Now().Add(d); time.Until(deadline) > 0; {
+			batch, err := outbound.Fetch(16, jetstream.FetchMaxWait(max(time.Until(deadline), 100*time.Millisecond)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range batch.Messages() {
+				rep := &chatopsv1.Event{}
+				if err := proto.Unmarshal(m.Data(), rep); err != nil {
+					t.Fatal(err)
+				}
 				got = append(got, string(rep.GetData()))
 			}
 		}
+		return got
 	}
 	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(say("list services"), "greeter (2 nodes)"); {
 		if time.Now().After(deadline) {

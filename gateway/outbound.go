@@ -109,8 +109,18 @@ func (g *Gateway) outbound(r *running, m jetstream.Msg) {
 }
 
 // outboundCore posts an outbound message that came on the subscription,
-// with core delivery (no stream to read it from): at most once.
+// with core delivery (no stream to read it from): at most once, and once
+// when several routers publish it (a watch announcement).
 func (g *Gateway) outboundCore(subject string, data []byte) {
+	g.mu.Lock()
+	_, seen := g.answered.get(subject)
+	if !seen {
+		g.answered.put(subject, answeredByRouter)
+	}
+	g.mu.Unlock()
+	if seen {
+		return
+	}
 	r := g.inputFor(chatopsv1.ReplyPlatform(strings.TrimSuffix(subject, durable.OutboundSuffix)))
 	ev := &chatopsv1.Event{}
 	if err := proto.Unmarshal(data, ev); err != nil || r == nil {

@@ -181,3 +181,24 @@ func TestOutboundWaitsForItsGatewayInstance(t *testing.T) {
 	w1again.NoReply(t, time.Second) // not the first one again
 	w2.NoReply(t, 100*time.Millisecond)
 }
+
+// With core delivery (no stream), what is posted unasked comes on the
+// gateway's subscription: posted once, even when several routers publish
+// it (each that saw a watched service change).
+func TestOutboundCoreDeliveryPostsOnce(t *testing.T) {
+	s := meshtest.NATS(t)
+	in, g, _, _ := run(t, s, gateway.Config{Instance: "c1"})
+	<-g.Started()
+	nc := connect(t, s)
+	subject := durable.OutboundSubject(chatopsv1.ReplySubject("test", "c1", "w1-2-3"))
+	data, _ := proto.Marshal(&chatopsv1.Event{Type: chatopsv1.EventType_EVENT_TYPE_REPLY, Data: []byte("watch: greeter is back: 1 node"), Platform: "test", To: "C1"})
+	for range 3 {
+		if err := nc.Publish(subject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep := in.Reply(t, 5*time.Second); string(rep.Data) != "watch: greeter is back: 1 node" || rep.To != "C1" {
+		t.Fatalf("posted %q to %q", rep.Data, rep.To)
+	}
+	in.NoReply(t, time.Second)
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/botmesh/botmesh/services/echo"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"google.golang.org/protobuf/proto"
 )
@@ -29,6 +30,8 @@ type chat struct {
 	// early holds scheduled results that came while say waited for an
 	// answer.
 	early []*chatopsv1.Event
+	// outbound reads the chat's outbound messages from the reply stream.
+	outbound jetstream.Consumer
 }
 
 func (e *env) chat(user, to string) *chat {

@@ -26,15 +26,17 @@ import (
 // The watch list lives in the KV bucket durable.WatchBucket, with what was
 // last seen of each watched thing. Every router looks at the watched
 // things every watchEvery; one that sees a change (twice, confirmAfter
-// apart: a registry query can miss a busy node) moves the thing's seen
-// value from what it read to what it saw, at the revision it read, and
-// only the router whose update NATS takes posts the announcement, through
-// the outbound path (sdk/durable/outbound.go). So a change is announced
-// once however many routers run, and the watch list survives restarts.
+// apart: a registry query can miss a busy node) posts the announcement
+// through the outbound path (sdk/durable/outbound.go) under message ids
+// named for the change (the seen value's revision and the new value), then
+// moves the seen value from what it read to what it saw, at the revision
+// it read. Every router that sees one change posts the same ids, which the
+// reply stream keeps once (its duplicate window is 2 minutes), and a
+// router that dies between the two steps leaves the change to the next.
+// So a change is announced once however many routers run, and the watch
+// list survives restarts.
 //
-// Not yet: a router that dies between its update and its announcement
-// leaves that change unannounced; health failing N times in a row is not
-// watched.
+// Not yet: health failing N times in a row is not watched.
 
 // Watch command words.
 const (
@@ -443,13 +445,18 @@ func (r *Router) checkTarget(ctx context.Context, target string) {
 		_, _ = r.watch.kv.Create(cctx, key, []byte(now))
 		return
 	}
-	newRev, err := r.watch.kv.Update(cctx, key, []byte(now), rev)
-	if err != nil {
-		return // another router recorded it first, and tells
+	// Announce first, then record: a router that dies in between leaves
+	// the change to the next one that sees it, whose announcement has the
+	// same message ids (the change from revision rev to now), which the
+	// reply stream stores once; so does every router that sees the change
+	// at the same time.
+	change := strconv.FormatUint(rev, 10) + "-" + durable.ScheduleKey(now)[:6]
+	if !r.announce(cctx, target, tk, change, describeChange(target, prev, now)) {
+		return // the next look tries again
 	}
-	text := describeChange(target, prev, now)
-	r.log.Info("watched service changed", "target", target, "was", prev, "now", now)
-	r.announce(cctx, target, tk, newRev, text)
+	if _, err := r.watch.kv.Update(cctx, key, []byte(now), rev); err == nil {
+		r.log.Info("watched service changed", "target", target, "was", prev, "now", now)
+	}
 }
 
 // describeChange says what changed of target.
@@ -497,19 +504,24 @@ func minus(a, b []string) []string {
 }
 
 // announce posts text to every conversation that watches target, through
-// the outbound path; its message ids make a repeat of one announcement
-// (same revision) stored once.
-func (r *Router) announce(ctx context.Context, target, tk string, rev uint64, text string) {
+// the outbound path; its message ids (from change) make every
+// announcement of one change stored once. It reports whether every
+// conversation's is stored.
+func (r *Router) announce(ctx context.Context, target, tk, change, text string) bool {
 	l, err := r.watch.kv.ListKeysFiltered(ctx, durable.WatchKeyPrefix+tk+".*")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return true
+	}
 	if err != nil {
 		r.log.Error("announcing a change: the watch list cannot be read", "target", target, "err", err)
-		return
+		return false
 	}
 	var keys []string
 	for k := range l.Keys() {
 		keys = append(keys, k)
 	}
 	_ = l.Stop()
+	ok := true
 	for _, key := range keys {
 		e, err := r.watch.kv.Get(ctx, key)
 		if err != nil {
@@ -522,7 +534,7 @@ func (r *Router) announce(ctx context.Context, target, tk string, rev uint64, te
 		platform := chatopsv1.ReplyPlatform(set.GetReplyTo())
 		instance := strings.Split(strings.TrimPrefix(set.GetReplyTo(), chatopsv1.SubjectOutPrefix), ".")[1]
 		conv := key[strings.LastIndexByte(key, '.')+1:]
-		token := "w" + tk[:8] + "-" + strconv.FormatUint(rev, 10) + "-" + conv[:8]
+		token := "w" + tk[:8] + "-" + change + "-" + conv[:8]
 		subject := durable.OutboundSubject(chatopsv1.ReplySubject(platform, instance, token))
 		rep := r.reply(set, text)
 		rep.InReplyTo = "watch-" + token
@@ -535,6 +547,8 @@ func (r *Router) announce(ctx context.Context, target, tk string, rev uint64, te
 		}
 		if _, err := durable.Publish(ctx, r.watch.js, &nats.Msg{Subject: subject, Header: durable.ReplyHeader(subject), Data: data}); err != nil {
 			r.log.Error("announcement not stored", "target", target, "subject", subject, "err", err)
+			ok = false
 		}
 	}
+	return ok
 }

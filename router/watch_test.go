@@ -1,6 +1,7 @@
 package router_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,9 @@ import (
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/botmesh/botmesh/services/echo"
+	"github.com/nats-io/nats.go/jetstream"
 	"go-micro.dev/v4/registry"
+	"google.golang.org/protobuf/proto"
 )
 
 // node registers one node of service on a mesh of its own and returns a
@@ -30,31 +33,51 @@ func (e *env) node(service, id string) func() {
 	}
 }
 
-// announcements collects what reaches the conversation unasked (the
-// outbound path) within d, skipping scheduled results.
+// announcements collects what the conversation's gateway would post
+// unasked within d: what the platform's reply stream keeps on the chat's
+// outbound subjects (every router that sees a change publishes it, and the
+// stream keeps it once; gateways read the stream).
 func (c *chat) announcements(d time.Duration) []string {
 	c.e.t.Helper()
-	var got []string
-	for _, ev := range c.early {
-		if strings.HasPrefix(ev.GetInReplyTo(), "watch-") {
-			got = append(got, string(ev.GetData()))
+	if c.outbound == nil {
+		js, err := jetstream.New(c.e.nc)
+		if err != nil {
+			c.e.t.Fatal(err)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cons, err := js.OrderedConsumer(ctx, durable.ReplyStream("test"), jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{durable.OutboundSubject(chatopsv1.SubjectOutFinal("test", c.instance))},
+		})
+		if err != nil {
+			c.e.t.Fatal(err)
+		}
+		c.outbound = cons
 	}
-	c.early = nil
+	var got []string
 	deadline := time.Now().Add(d)
 	for {
-		m, err := c.sub.NextMsg(time.Until(deadline))
-		if err != nil {
+		wait := time.Until(deadline)
+		if wait <= 0 {
 			return got
 		}
-		if !strings.HasSuffix(m.Subject, durable.OutboundSuffix) {
-			continue
+		batch, err := c.outbound.Fetch(16, jetstream.FetchMaxWait(max(wait, 100*time.Millisecond)))
+		if err != nil {
+			c.e.t.Fatal(err)
 		}
-		ev := decode(c.e.t, m)
-		if ev.GetTo() != c.to || ev.GetType() != chatopsv1.EventType_EVENT_TYPE_REPLY {
-			c.e.t.Errorf("announcement to %q, %s: %q", ev.GetTo(), ev.GetType(), ev.GetData())
+		for m := range batch.Messages() {
+			ev := &chatopsv1.Event{}
+			if err := proto.Unmarshal(m.Data(), ev); err != nil {
+				c.e.t.Fatal(err)
+			}
+			if !strings.HasPrefix(ev.GetInReplyTo(), "watch-") {
+				continue // a scheduled result
+			}
+			if ev.GetTo() != c.to || ev.GetType() != chatopsv1.EventType_EVENT_TYPE_REPLY {
+				c.e.t.Errorf("announcement to %q, %s: %q", ev.GetTo(), ev.GetType(), ev.GetData())
+			}
+			got = append(got, string(ev.GetData()))
 		}
-		got = append(got, string(ev.GetData()))
 	}
 }
 

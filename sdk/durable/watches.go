@@ -17,10 +17,11 @@ import (
 //	                   command services' names)
 //
 // <target> and <conv> are hashes (ScheduleKey) of the watched thing and of
-// the conversation. A router announces a change only after it has moved
-// s.<target> from the value it read to the new one (an update at the
-// revision it read): however many routers see the change, one wins, and
-// that one alone tells the conversations.
+// the conversation. A router that sees a change announces it under
+// message ids named for the change (the revision of s.<target> it read and
+// the new value), so that every router's announcement of it is stored
+// once, then moves s.<target> to the new value (an update at the revision
+// it read: one router's wins).
 const WatchBucket = "botmesh_watches"
 
 // Key prefixes of WatchBucket.
