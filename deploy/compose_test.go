@@ -342,7 +342,7 @@ func TestCompose(t *testing.T) {
 			if ok {
 				t.Fatalf("uptime answered after removal: %q", out)
 			}
-			if strings.HasPrefix(out, `unknown command "uptime"`) {
+			if strings.HasPrefix(out, `"uptime" is gone: go.micro.bot.uptime was last seen `) {
 				break
 			}
 			if !strings.HasPrefix(out, "uptime: could not reach go.micro.bot.uptime") && !strings.HasPrefix(out, "uptime: no instance of go.micro.bot.uptime") {

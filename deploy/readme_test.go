@@ -926,8 +926,8 @@ var readmeChecks = map[string]func(t *testing.T, r *readme, out string){
 			t.Fatalf("help does not list mycmd:\n%s", indent(got))
 		}
 	},
-	// The removed command is soon unknown (its service deregistered on
-	// SIGTERM; each router drops it).
+	// The removed command is soon gone (its service deregistered on
+	// SIGTERM; each router drops it and says when it last saw it).
 	"mycmd-gone": func(t *testing.T, r *readme, out string) {
 		if n := len(serviceContainers(t, "mycmd")); n != 0 {
 			t.Fatalf("%d mycmd containers left", n)
@@ -935,7 +935,7 @@ var readmeChecks = map[string]func(t *testing.T, r *readme, out string){
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			got := botctl(t, r, "mycmd hi")
-			if strings.HasPrefix(got, `unknown command "mycmd"`) {
+			if strings.HasPrefix(got, `"mycmd" is gone: go.micro.bot.mycmd was last seen `) {
 				return
 			}
 			if time.Now().After(deadline) {

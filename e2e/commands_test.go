@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -114,13 +115,13 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	help := chat(t, in, "help").text
 	for _, line := range []string{
 		"list services - Lists the registered services with their node counts",
-		"get service NAME - Shows a service's versions, nodes and endpoints",
-		"register service DEFINITION - Registers a service given as go-micro JSON",
-		"deregister service DEFINITION - Deregisters nodes (name and node ids are enough)",
-		"query SERVICE METHOD [JSON] - Calls METHOD (e.g. Greeter.Hello) of SERVICE with a JSON request",
-		"health SERVICE - Asks every node of SERVICE for its health, with latency",
+		"get service [name] - Shows a service's versions, nodes and endpoints",
+		"register service [definition] - Registers a service given as go-micro JSON",
+		"deregister service [definition] - Deregisters nodes (name and node ids are enough)",
+		"query [service] [method] [json] - Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request",
+		"health [service] - Asks every node of [service] for its health, with latency",
 	} {
-		if !strings.Contains(help, "\n"+line+"\n") && !strings.HasSuffix(help, "\n"+line) {
+		if !slices.Contains(strings.Split(help, "\n"), line) {
 			t.Errorf("help does not list %q:\n%s", line, help)
 		}
 	}
@@ -137,7 +138,7 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	ok("get service greeter", "greeter\nversion 1.0.0\n1 node:\n• greeter-ID\n  address: ADDRESS\n  metadata: "+meta+
 		"\n1 endpoint:\n• Greeter.Hello\n  request: HelloRequest {name string}\n  response: HelloResponse {message string}")
 	fails("get service greter", `get service: unknown service "greter". Did you mean "greeter"? Type list services to see them all.`)
-	fails("get service", "get service: which service? Usage: get service NAME (list services shows the names)")
+	fails("get service", "get service: which service? Usage: get service [name] (list services shows the names)")
 
 	// Register, list shows it, deregister, it is gone.
 	confirm(`register service {"name":"billing","version":"2.1.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090","metadata":{"zone":"a"}}]}`)
@@ -151,9 +152,12 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	ok("yes", "Deregistered billing: 1 node (billing-1). It has no nodes left.")
 	eventually(t, in, "list services", func(r reply) bool { return r.text == services })
 	fails("get service billing", `get service: unknown service "billing". Type list services to see them all.`)
-	confirm(`register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]`)
-	fails("yes",
+	// Bad input is refused before any confirmation is asked.
+	fails(`register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]`,
 		"register service: malformed JSON at line 1, column 67: the JSON ends too early: a closing } ] or \" is missing (near `.0.5:9090\"}]`)")
+	fails("register service garbage", `register service: "garbage" is not a definition: a definition is a go-micro service in JSON, e.g. {"name":"billing","version":"1.0.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090"}]}`)
+	fails(`deregister service {"name":"billing","nodes":[{"id":"billing-9"}]}`, `deregister service: unknown service "billing". Type list services to see them all.`)
+	fails("yes", "nothing to confirm: you have no command waiting here (they wait 1m0s)")
 
 	// query a go-micro service with protobuf handlers, with JSON.
 	ok(`query greeter Greeter.Hello {"name":"Ada"}`, "{\n  \"message\": \"Hello, Ada!\"\n}")
@@ -227,27 +231,27 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"greeter: its node is healthy",
 		"• greeter-ID: ok (LATENCY)",
 		"  address: ADDRESS",
-		"at TIME [ZONE] COMMAND - Runs COMMAND once, at TIME (17:30, or 2026-12-24 17:30; UTC unless ZONE, e.g. Europe/Berlin)",
-		`cron "S M H DOM MON DOW" [ZONE] COMMAND - Runs COMMAND on a six-field cron expression, seconds first`,
-		"every DURATION COMMAND - Runs COMMAND every DURATION (at least 1s)",
+		"at [time] [zone] [command] - Runs [command] once, at [time] (17:30, or 2026-12-24 17:30; UTC unless [zone], e.g. Europe/Berlin)",
+		`cron "S M H DOM MON DOW" [zone] [command] - Runs [command] on a six-field cron expression, seconds first`,
+		"deregister service [definition] - Deregisters nodes (name and node ids are enough)",
+		"echo [text] - Returns the [text]",
+		"every [duration] [command] - Runs [command] every [duration] (at least 1s)",
+		"get service [name] - Shows a service's versions, nodes and endpoints",
+		"health [service] - Asks every node of [service] for its health, with latency",
 		"hello - Returns a greeting",
-		"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
-		"in DURATION COMMAND - Runs COMMAND once, after DURATION (e.g. in 10m health greeter)",
+		"help [command] - Displays help for all known commands, or the usage, description and examples of [command]",
+		"in [duration] [command] - Runs [command] once, after [duration] (e.g. in 10m health greeter)",
+		"list services - Lists the registered services with their node counts",
 		"ping - Returns pong",
+		"query [service] [method] [json] - Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request",
+		"register service [definition] - Registers a service given as go-micro JSON",
 		"schedules - Lists this conversation's schedules",
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",
-		"unschedule ID - Removes a schedule you set",
-		"unwatch SERVICE - Stops watching SERVICE",
-		"watch SERVICE - Tells this conversation when SERVICE's nodes come and go (watch commands: command services added and removed)",
+		"unschedule [id] - Removes a schedule you set",
+		"unwatch [service] - Stops watching [service]",
+		"watch [service] - Tells this conversation when [service]'s nodes come and go (watch commands: command services added and removed)",
 		"watching - Lists what this conversation watches",
-		"deregister service DEFINITION - Deregisters nodes (name and node ids are enough)",
-		"echo [text] - Returns the [text]",
-		"get service NAME - Shows a service's versions, nodes and endpoints",
-		"health SERVICE - Asks every node of SERVICE for its health, with latency",
-		"list services - Lists the registered services with their node counts",
-		"query SERVICE METHOD [JSON] - Calls METHOD (e.g. Greeter.Hello) of SERVICE with a JSON request",
-		"register service DEFINITION - Registers a service given as go-micro JSON",
 	}, "\n") + "\n"
 	if got := normal(out.String()); got != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", got, want)

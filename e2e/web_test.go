@@ -287,9 +287,15 @@ func TestWebChatInBrowser(t *testing.T) {
 		!strings.Contains(help.Text, "ping - Returns pong\n") || !strings.Contains(help.Text, "echo [text] - Returns the [text]") {
 		t.Errorf("help: page shows %+v; want every command, in a monospace block, one per line", help)
 	}
+	if a := webAsk(t, ctx, "help echo"); a.Kind != "reply" || a.Text != "echo [text] - Returns the [text]" {
+		t.Errorf("help echo: page shows %+v, want echo's usage and description", a)
+	}
+	if a := webAsk(t, ctx, "help ping"); a.Kind != "reply" || !strings.HasPrefix(a.Text, "ping - Returns pong") || !strings.Contains(a.Text, "Example: ping") {
+		t.Errorf("help ping: page shows %+v, want ping's usage, description and example", a)
+	}
 	list := webAsk(t, ctx, "list services")
 	switch {
-	case list.Kind == "error" && strings.HasPrefix(list.Text, `unknown command "list"`):
+	case list.Kind == "error" && strings.HasPrefix(list.Text, `unknown command "list services"`):
 		t.Logf("list services: the all-in-one has no registry-cmd yet; the page showed the error %q", list.Text)
 	case list.Kind != "reply" || !strings.Contains(list.Text, "go.micro.bot.echo"):
 		t.Errorf("list services: page shows %+v; want a list with go.micro.bot.echo", list)

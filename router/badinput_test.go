@@ -96,7 +96,7 @@ func testBadInput(t *testing.T, delivery string) {
 	t.Run("empty message", func(t *testing.T) {
 		for _, in := range []string{"", "   ", "\x00"} {
 			rep := e.ask(in)
-			if !isError(rep) || string(rep.GetData()) != "empty message: type help for the commands" {
+			if !isError(rep) || string(rep.GetData()) != "empty message. Type help for the list of commands." {
 				t.Errorf("%q: got %s %q", in, rep.GetType(), rep.GetData())
 			}
 		}

@@ -19,7 +19,7 @@ import (
 // a restart, and leaves help when it stops.
 func TestDiscoveryOfLateService(t *testing.T) {
 	e := newEnv(t, router.Config{})
-	if rep := e.ask("echo hi"); !isError(rep) || !strings.HasPrefix(string(rep.GetData()), `unknown command "echo"`) {
+	if rep := e.ask("echo hi"); !isError(rep) || !strings.HasPrefix(string(rep.GetData()), `unknown command "echo hi"`) {
 		t.Fatalf("echo before the service runs: %s %q", rep.GetType(), rep.GetData())
 	}
 

@@ -26,6 +26,8 @@ func FuzzEvent(f *testing.F) {
 		{Id: "3", Data: []byte("yes")},
 		{Id: "4", Data: []byte("the three laws of robotics"), Meta: map[string]string{"k": "v"}},
 		{Id: "5", Data: []byte("\xff\xfe unknown \x00 command")},
+		{Id: "6", Data: []byte("\ufeffhelp\u200becho"), Platform: "irc", Meta: map[string]string{router.MetaRoom: "true", router.MetaAddress: "botmesh: help or !help"}},
+		{Id: "7", Data: []byte("the three law \u202e"), Platform: "xmpp", Meta: map[string]string{"xmpp.type": "groupchat"}},
 		{Data: []byte("")},
 	} {
 		b, err := proto.Marshal(ev)

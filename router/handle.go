@@ -63,7 +63,7 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	switch {
 	case errors.Is(err, parse.ErrEmpty):
 		out.status = audit.StatusRejected
-		return r.errorReply(ev, "empty message: type help for the commands")
+		return r.errorReply(ev, "empty message. "+typeHelp(ev))
 	case errors.As(err, &tooLong):
 		out.status = audit.StatusRejected
 		return r.errorReply(ev, fmt.Sprintf("message too long: %d bytes; the limit is %d", tooLong.Size, tooLong.Limit))
@@ -139,6 +139,13 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation now, so it does not run on a schedule", name))
 	}
 	if d.Confirm && !confirmed {
+		if t.cmd.Service != "" {
+			if refusal := r.validate(ctx, ev, msg, t.cmd); refusal != "" {
+				out.status = audit.StatusRejected
+				out.err = refusal
+				return r.errorReply(ev, t.name+": "+refusal)
+			}
+		}
 		return r.askConfirmation(ctx, ev, shown, name, out)
 	}
 	// The command's own deadline (the context allows the longest one).
@@ -244,8 +251,30 @@ func limitText(who string, lim *ratelimit.Refusal) string {
 
 func qualified(platform, id string) string { return platform + ":" + id }
 
-func (r *Router) exec(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, cmd directory.Command, out *outcome) *chatopsv1.Event {
-	req := &chatopsv1.ExecRequest{
+// validateTimeout bounds a Command.Validate call: the user waits for it
+// before the confirmation question.
+const validateTimeout = 5 * time.Second
+
+// validate asks cmd's service to check the message before its author is
+// asked to confirm it (Command.Validate, which a service may serve beside
+// Help and Exec; see sdk/command.Validator), and returns the service's
+// refusal, or "" when the message may go on to the confirmation: the
+// service accepts it, or cannot check it (no Validate endpoint, not
+// reachable), in which case Exec reports what is wrong after the yes.
+func (r *Router) validate(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, cmd directory.Command) string {
+	vctx, cancel := context.WithTimeout(ctx, validateTimeout)
+	defer cancel()
+	rsp := &chatopsv1.ExecResponse{}
+	if err := r.cl.Call(vctx, r.cl.NewRequest(cmd.Service, "Command.Validate", execRequest(ev, msg, cmd)), rsp, client.WithRetries(0)); err != nil {
+		r.log.Debug("command not validated before its confirmation", "service", cmd.Service, "command", cmd.Pattern(), "err", err)
+		return ""
+	}
+	return rsp.GetError()
+}
+
+// execRequest is what cmd's service gets for the message msg of ev.
+func execRequest(ev *chatopsv1.Event, msg parse.Message, cmd directory.Command) *chatopsv1.ExecRequest {
+	return &chatopsv1.ExecRequest{
 		Args:   msg.Words,
 		Caller: ev.GetFrom(),
 		Conversation: &chatopsv1.Conversation{
@@ -258,6 +287,10 @@ func (r *Router) exec(ctx context.Context, ev *chatopsv1.Event, msg parse.Messag
 		Text:    msg.Text,
 		Command: cmd.Pattern(),
 	}
+}
+
+func (r *Router) exec(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, cmd directory.Command, out *outcome) *chatopsv1.Event {
+	req := execRequest(ev, msg, cmd)
 	rsp := &chatopsv1.ExecResponse{}
 	name := cmd.Pattern()
 	// Note which node ran it, for the audit record.

@@ -27,3 +27,18 @@ func TestLimitText(t *testing.T) {
 		}
 	}
 }
+
+func TestAgo(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second:                   "0s",
+		1500 * time.Millisecond:        "1s",
+		3*time.Minute + 20*time.Second: "3m",
+		2*time.Hour + 59*time.Minute:   "2h",
+		47 * time.Hour:                 "47h",
+		100 * time.Hour:                "4d",
+	} {
+		if got := ago(d); got != want {
+			t.Errorf("ago(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

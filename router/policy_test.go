@@ -80,7 +80,7 @@ func TestPolicyAndConfirmation(t *testing.T) {
 	var runs atomic.Int32
 	e.serve("registry-cmd", registryCmd(&runs))
 	waitFor(t, func() bool {
-		return strings.Contains(string(e.askAs("UADMIN", "help").GetData()), "deregister service NAME")
+		return strings.Contains(string(e.askAs("UADMIN", "help").GetData()), "deregister service [name]")
 	})
 
 	// A non-admin is refused, with the reason, and nothing runs.

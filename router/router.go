@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +32,6 @@ import (
 	"github.com/botmesh/botmesh/sdk/command"
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/mesh"
-	"github.com/botmesh/botmesh/sdk/suggest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	natsmicro "github.com/nats-io/nats.go/micro"
@@ -234,6 +232,8 @@ type Router struct {
 	running sync.Map
 	svcID   string // this router's id in the NATS service API
 
+	seen seenCommands // for "gone" (gone.go)
+
 	silentMu sync.Mutex
 	silent   map[string]time.Time // router id → first unanswered ping
 
@@ -343,6 +343,7 @@ func (r *Router) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
+	go r.trackSeen(dirCtx)
 
 	r.useJetStream(ctx)
 
@@ -867,110 +868,6 @@ func (r *Router) help(ctx context.Context, service string) (*chatopsv1.HelpRespo
 		return nil, err
 	}
 	return rsp, nil
-}
-
-// helpText lists the built-ins, then the command services' commands, one
-// "usage - description" per line: those the asking user may run, or all
-// with HelpAll.
-func (r *Router) helpText(ev *chatopsv1.Event) string {
-	may := r.helpShows(ev)
-	lines := []string{builtin.HelpLine}
-	for _, b := range r.builtins {
-		if may(b.Name) {
-			lines = append(lines, b.Usage+" - "+b.Description)
-		}
-	}
-	for _, h := range r.firstHelp(ev) {
-		if may(h.name) {
-			lines = append(lines, h.line)
-		}
-	}
-	sort.Strings(lines)
-	for _, c := range r.dir.Commands() {
-		if may(c.Pattern()) {
-			lines = append(lines, commandLine(c))
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
-// helpShows returns whether help shows the command name to ev's author:
-// every command with Config.HelpAll, else those the policy allows them
-// here.
-func (r *Router) helpShows(ev *chatopsv1.Event) func(name string) bool {
-	return func(name string) bool {
-		return r.cfg.HelpAll || r.decide(ev, name).Allowed
-	}
-}
-
-// commandLine is a command service's command as help shows it.
-func commandLine(c directory.Command) string {
-	if c.Description == "" {
-		return c.Usage
-	}
-	return c.Usage + " - " + c.Description
-}
-
-// helpFor answers "help COMMAND" (words are COMMAND's): the usage and
-// description of the command the words start, or that there is none, with
-// the closest names. A command help would not list for the user is not
-// described to them either.
-func (r *Router) helpFor(ctx context.Context, ev *chatopsv1.Event, words []string) *chatopsv1.Event {
-	may := r.helpShows(ev)
-	key := strings.ToLower(strings.Join(words, " "))
-	for _, h := range r.firstHelp(ev) {
-		if strings.EqualFold(h.name, words[0]) && may(h.name) {
-			return r.reply(ev, h.line)
-		}
-	}
-	if t, ok := r.resolve(ctx, key, words); ok && may(t.name) {
-		switch {
-		case t.help:
-			return r.reply(ev, builtin.HelpLine)
-		case t.builtin != nil:
-			return r.reply(ev, t.builtin.Usage+" - "+t.builtin.Description)
-		default:
-			return r.reply(ev, commandLine(t.cmd))
-		}
-	}
-	text := fmt.Sprintf("There is no command %q.", truncate(strings.Join(words, " "), 64))
-	if s := suggest.Commands(words, r.commandNames(ev)); len(s) > 0 {
-		text += " Did you mean " + suggest.Quote(s) + "?"
-	}
-	return r.errorReply(ev, text+" Type help for the list of commands.")
-}
-
-// commandNames are the names of the commands help shows ev's author, each
-// of one or more words ("list services"), for suggestions.
-func (r *Router) commandNames(ev *chatopsv1.Event) []string {
-	may := r.helpShows(ev)
-	var names []string
-	add := func(name string) {
-		if may(name) {
-			names = append(names, name)
-		}
-	}
-	add(builtin.HelpUsage)
-	for _, h := range r.firstHelp(ev) {
-		add(h.name)
-	}
-	for _, b := range r.builtins {
-		add(b.Name)
-	}
-	for _, c := range r.dir.Commands() {
-		add(c.Pattern())
-	}
-	return names
-}
-
-// unknown explains that the words of ev's message start no command and
-// suggests the closest commands.
-func (r *Router) unknown(ev *chatopsv1.Event, words []string) string {
-	text := fmt.Sprintf("unknown command %q.", truncate(words[0], 64))
-	if s := suggest.Commands(words, r.commandNames(ev)); len(s) > 0 {
-		text += " Did you mean " + suggest.Quote(s) + "?"
-	}
-	return text + " Type help for the list of commands."
 }
 
 func (r *Router) reply(ev *chatopsv1.Event, text string) *chatopsv1.Event {

@@ -195,21 +195,21 @@ func TestBuiltinsAndEcho(t *testing.T) {
 
 	help := string(e.ask("help").GetData())
 	want := []string{
-		"at TIME [ZONE] COMMAND - Runs COMMAND once, at TIME (17:30, or 2026-12-24 17:30; UTC unless ZONE, e.g. Europe/Berlin)",
-		`cron "S M H DOM MON DOW" [ZONE] COMMAND - Runs COMMAND on a six-field cron expression, seconds first`,
-		"every DURATION COMMAND - Runs COMMAND every DURATION (at least 1s)",
+		"at [time] [zone] [command] - Runs [command] once, at [time] (17:30, or 2026-12-24 17:30; UTC unless [zone], e.g. Europe/Berlin)",
+		`cron "S M H DOM MON DOW" [zone] [command] - Runs [command] on a six-field cron expression, seconds first`,
+		"echo [text] - Returns the [text]",
+		"every [duration] [command] - Runs [command] every [duration] (at least 1s)",
 		"hello - Returns a greeting",
-		"help [COMMAND] - Displays help for all known commands, or the usage of COMMAND",
-		"in DURATION COMMAND - Runs COMMAND once, after DURATION (e.g. in 10m health greeter)",
+		"help [command] - Displays help for all known commands, or the usage, description and examples of [command]",
+		"in [duration] [command] - Runs [command] once, after [duration] (e.g. in 10m health greeter)",
 		"ping - Returns pong",
 		"schedules - Lists this conversation's schedules",
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",
-		"unschedule ID - Removes a schedule you set",
-		"unwatch SERVICE - Stops watching SERVICE",
-		"watch SERVICE - Tells this conversation when SERVICE's nodes come and go (watch commands: command services added and removed)",
+		"unschedule [id] - Removes a schedule you set",
+		"unwatch [service] - Stops watching [service]",
+		"watch [service] - Tells this conversation when [service]'s nodes come and go (watch commands: command services added and removed)",
 		"watching - Lists what this conversation watches",
-		"echo [text] - Returns the [text]",
 	}
 	if got := strings.Split(help, "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("help =\n%s\nwant\n%s", help, strings.Join(want, "\n"))
@@ -223,7 +223,7 @@ func TestUnknownCommand(t *testing.T) {
 	for in, want := range map[string]string{
 		"ecko hi":  `unknown command "ecko". Did you mean "echo"? Type help for the list of commands.`,
 		"pnig":     `unknown command "pnig". Did you mean "ping"? Type help for the list of commands.`,
-		"deploy x": `unknown command "deploy". Type help for the list of commands.`,
+		"deploy x": `unknown command "deploy x". Type help for the list of commands.`,
 	} {
 		rep := e.ask(in)
 		if !isError(rep) || string(rep.GetData()) != want {

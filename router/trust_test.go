@@ -353,7 +353,7 @@ rules:
 		{Pattern: "rotate token", Usage: "rotate token NAME TOKEN", SecretArgs: []uint32{3, 9}},
 	}}
 	e.serve("vault", svc)
-	waitHelp(e, "test", "U1", "login USER PASSWORD")
+	waitHelp(e, "test", "U1", "login [user] [password]")
 
 	if rep := e.askOn("test", "U1", "login alice "+secret); !isReply(rep) {
 		t.Fatalf("login: %s %q", rep.GetType(), rep.GetData())

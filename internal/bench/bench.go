@@ -826,8 +826,9 @@ func (b *bencher) discovery(ctx context.Context) (*Discovery, error) {
 	case <-time.After(30 * time.Second):
 		return nil, fmt.Errorf("bench: %s not registered 30s after its start", full)
 	}
-	// Probe with "query" until the reply is not "unknown command".
-	unknown := fmt.Sprintf("unknown command %q", service)
+	// Probe with "query" until the reply is not "unknown command" (which
+	// quotes the message).
+	unknown := `unknown command "` + service
 	rec := newRecorder(1000)
 	l := newLoad("query nosuchservice Nothing.Here {}", "", 100000, 1, 30*time.Second, rec)
 	var usable atomic.Int64

@@ -40,3 +40,25 @@ func TestBuiltins(t *testing.T) {
 		}
 	}
 }
+
+// Every example help shows runs the command it illustrates.
+func TestExamplesMatch(t *testing.T) {
+	cmds := Commands(time.Now)
+	for _, c := range append(cmds, Help) {
+		if len(c.Examples) == 0 {
+			t.Errorf("%s has no examples", c.Name)
+		}
+		for _, ex := range c.Examples {
+			key := strings.ToLower(strings.Join(strings.Fields(ex), " "))
+			if c.Name == HelpUsage {
+				if !HelpPattern.MatchString(key) {
+					t.Errorf("help example %q is not help", ex)
+				}
+				continue
+			}
+			if m, ok := Match(cmds, key); !ok || m.Name != c.Name {
+				t.Errorf("%s example %q does not run it", c.Name, ex)
+			}
+		}
+	}
+}

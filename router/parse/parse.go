@@ -33,8 +33,9 @@ const Prefix = "micro"
 
 // Message is a chat message ready for matching.
 type Message struct {
-	// Text is the message as valid UTF-8 with control characters other
-	// than newline and tab removed and surrounding space trimmed.
+	// Text is the message as valid UTF-8, surrounding space trimmed, with
+	// control characters other than newline and tab removed, and format
+	// characters as clean describes.
 	Text string
 	// Words are Text split at white space; Words[0] is the command word.
 	Words []string
@@ -60,15 +61,7 @@ func Parse(data []byte, maxBytes int) (Message, error) {
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
-	text = strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\t' {
-			return r
-		}
-		if r == '\r' || unicode.IsControl(r) || r == '\u200b' || r == '\ufeff' {
-			return -1
-		}
-		return r
-	}, text)
+	text = clean(text)
 	text = strings.TrimSpace(text)
 	words := strings.Fields(text)
 	if len(words) == 0 {
@@ -84,4 +77,44 @@ func Parse(data []byte, maxBytes int) (Message, error) {
 		words = words[1:]
 	}
 	return Message{Text: text, Words: words}, nil
+}
+
+// clean removes control characters other than newline and tab, and deals
+// with the invisible format characters (Unicode category Cf) that copy and
+// paste brings along without merging the words around them: a zero-width
+// space (U+200B) separates words, so it becomes a space; a zero-width
+// joiner or non-joiner (U+200D, U+200C) is kept between two non-ASCII
+// characters, where it shapes an emoji (👩‍💻) or a script, and dropped
+// elsewhere; emoji tag characters (U+E0020–U+E007F) are kept; every other
+// format character is dropped: the byte-order mark and word joiner
+// (U+FEFF, U+2060, which join what is around them), the soft hyphen,
+// bidirectional marks and overrides (which would make a command read other
+// than it runs).
+func clean(text string) string {
+	if !strings.ContainsFunc(text, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
+		return text
+	}
+	var b strings.Builder
+	b.Grow(len(text))
+	prev := rune(-1)
+	for i, r := range text {
+		switch {
+		case r == '\n' || r == '\t':
+		case unicode.IsControl(r):
+			continue
+		case r == '\u200b':
+			r = ' '
+		case r == '\u200c' || r == '\u200d':
+			next, size := utf8.DecodeRuneInString(text[i+utf8.RuneLen(r):])
+			if size == 0 || prev < utf8.RuneSelf || next < utf8.RuneSelf || unicode.IsSpace(prev) || unicode.IsSpace(next) {
+				continue
+			}
+		case r >= 0xe0020 && r <= 0xe007f:
+		case unicode.Is(unicode.Cf, r):
+			continue
+		}
+		b.WriteRune(r)
+		prev = r
+	}
+	return b.String()
 }

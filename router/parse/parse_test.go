@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -21,7 +22,14 @@ func TestParse(t *testing.T) {
 		{"case kept in words, folded in key", "The Three Laws", []string{"The", "Three", "Laws"}, "The Three Laws", "the three laws"},
 		{"tabs and newlines split words", "echo a\tb\nc", []string{"echo", "a", "b", "c"}, "echo a\tb\nc", "echo a b c"},
 		{"carriage returns and NUL dropped", "pi\x00ng\r\n", []string{"ping"}, "ping", "ping"},
-		{"zero-width space dropped", "pi\u200bng", []string{"ping"}, "ping", "ping"},
+		{"zero-width space between words separates them", "echo\u200bhi\u200bthere", []string{"echo", "hi", "there"}, "echo hi there", "echo hi there"},
+		{"zero-width space after the command word", "ping\u200b", []string{"ping"}, "ping", "ping"},
+		{"byte-order mark at the start dropped", "\ufeffhelp echo", []string{"help", "echo"}, "help echo", "help echo"},
+		{"word joiner and soft hyphen dropped", "pi\u2060ng ec\u00adho", []string{"ping", "echo"}, "ping echo", "ping echo"},
+		{"bidirectional overrides dropped", "echo \u202eabc\u202c", []string{"echo", "abc"}, "echo abc", "echo abc"},
+		{"zero-width joiner kept inside an emoji", "echo \U0001F469\u200d\U0001F4BB", []string{"echo", "\U0001F469\u200d\U0001F4BB"}, "echo \U0001F469\u200d\U0001F4BB", "echo \U0001F469\u200d\U0001F4BB"},
+		{"zero-width joiner between ASCII letters dropped", "pi\u200dng\u200c", []string{"ping"}, "ping", "ping"},
+		{"emoji tag sequence kept", "echo \U0001F3F4\U000E0067\U000E0062\U000E007F", []string{"echo", "\U0001F3F4\U000E0067\U000E0062\U000E007F"}, "echo \U0001F3F4\U000E0067\U000E0062\U000E007F", "echo \U0001F3F4\U000E0067\U000E0062\U000E007F"},
 		{"invalid UTF-8 replaced, one mark a run", "echo \xff\xfe", []string{"echo", "\uFFFD"}, "echo \uFFFD", "echo \uFFFD"},
 		{"leading micro dropped", "micro help", []string{"help"}, "help", "help"},
 		{"leading Micro dropped, text kept after it", "Micro  echo\tHi  there", []string{"echo", "Hi", "there"}, "echo\tHi  there", "echo hi there"},
@@ -50,7 +58,7 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseEmpty(t *testing.T) {
-	for _, in := range []string{"", " ", "\n\t\r", "\x00\x01", "\u200b"} {
+	for _, in := range []string{"", " ", "\n\t\r", "\x00\x01", "\u200b", "\ufeff", "\u200d\u200b\u2060"} {
 		if _, err := Parse([]byte(in), 0); !errors.Is(err, ErrEmpty) {
 			t.Errorf("Parse(%q) error = %v, want ErrEmpty", in, err)
 		}
@@ -79,7 +87,7 @@ func TestParseTooLong(t *testing.T) {
 // no panic; words are valid UTF-8 (protobuf refuses invalid strings), hold
 // no white space or control characters, and rebuild the key.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"ping", "echo hi there", "  The Three Laws  ", "\xff\xfe", "query a B.C {\"x\": 1}", "\x00", "pi\u200bng", "micro help", "micro\u00a0 echo x"} {
+	for _, s := range []string{"ping", "echo hi there", "  The Three Laws  ", "\xff\xfe", "query a B.C {\"x\": 1}", "\x00", "pi\u200bng", "micro help", "micro\u00a0 echo x", "echo\u200bhi", "\ufeffping", "a \U0001F469\u200d\U0001F4BB", "\u202eohce"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -98,7 +106,9 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("text %q is not valid UTF-8", m.Text)
 		}
 		for _, w := range m.Words {
-			if !utf8.ValidString(w) || w == "" || strings.ContainsFunc(w, func(r rune) bool { return r < 0x20 || r == ' ' }) {
+			if !utf8.ValidString(w) || w == "" || strings.ContainsFunc(w, func(r rune) bool {
+				return unicode.IsControl(r) || unicode.IsSpace(r) || r == '\u200b' || r == '\ufeff' || unicode.In(r, unicode.Bidi_Control)
+			}) {
 				t.Fatalf("bad word %q", w)
 			}
 		}

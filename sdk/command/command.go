@@ -75,13 +75,37 @@ func New(m *mesh.Mesh, name string, h chatopsv1.CommandHandler, opts ...server.O
 	opts = append([]server.Option{server.WrapHandler(s.track), server.WrapHandler(guard(full, m.Logger()))}, opts...)
 	srv := m.NewServer(full, opts...)
 	s.srv = srv
-	if err := chatopsv1.RegisterCommandHandler(srv, h); err != nil {
+	if err := registerHandler(srv, h); err != nil {
 		return nil, fmt.Errorf("command %s: register handler: %w", name, err)
 	}
 	if err := dbgpb.RegisterDebugHandler(srv, dbghandler.NewHandler(m.NewClient()), server.InternalHandler(true)); err != nil {
 		return nil, fmt.Errorf("command %s: register debug handler: %w", name, err)
 	}
 	return s, nil
+}
+
+// Validator is a command handler that can check a request without running
+// it: the router asks it (the endpoint Command.Validate) before it asks a
+// user to confirm a command, so that bad input is refused at once rather
+// than after a "yes". Validate answers as Exec does (a failure the user
+// should read in rsp.Error) but changes nothing; nil error and an empty
+// rsp.Error mean the request would run.
+type Validator interface {
+	chatopsv1.CommandHandler
+	Validate(ctx context.Context, req *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error
+}
+
+// registerHandler serves h as the Command handler: Help and Exec, and
+// Validate when h is a Validator.
+func registerHandler(srv server.Server, h chatopsv1.CommandHandler) error {
+	v, ok := h.(Validator)
+	if !ok {
+		return chatopsv1.RegisterCommandHandler(srv, h)
+	}
+	// go-micro names the endpoints after the type: Command.Help,
+	// Command.Exec, Command.Validate.
+	type Command struct{ Validator }
+	return srv.Handle(srv.NewHandler(&Command{v}))
 }
 
 // Register adds the service's metrics to reg.

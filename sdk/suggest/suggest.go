@@ -10,7 +10,8 @@ import (
 
 // Closest returns up to three of names closest to word: those that contain
 // it or that it contains (for words of 3 characters or more), or within an
-// edit distance of a third of its length (at least 2), closest first. A
+// edit distance of a third of its length (at least 2, and less than the
+// shorter one's length: "at" is not suggested for "bot"), closest first. A
 // dotted name also matches by its last part ("echo" finds
 // "go.micro.bot.echo"). Comparison ignores case.
 func Closest(word string, names []string) []string {
@@ -57,7 +58,10 @@ func score(w, ln string) (int, bool) {
 	if i := strings.LastIndexByte(ln, '.'); i >= 0 && i < len(ln)-1 {
 		d = min(d, Distance(w, ln[i+1:])+1)
 	}
-	return d, d <= max(2, len([]rune(w))/3)
+	// A name is not suggested for a word it shares less than a letter
+	// with: "at" (2 edits from "bot") is not what "bot" meant.
+	shorter := min(len([]rune(w)), len([]rune(ln)))
+	return d, d <= max(2, len([]rune(w))/3) && d < shorter
 }
 
 // Distance is the optimal-string-alignment distance between a and b, in

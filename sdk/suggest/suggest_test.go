@@ -17,6 +17,8 @@ func TestClosest(t *testing.T) {
 		{"ECHO", []string{"go.micro.bot.echo"}},
 		{"deploy", nil},
 		{"hepl", []string{"help", "hello"}},
+		{"ti", nil},
+		{"tmie", []string{"time"}},
 	} {
 		if got := Closest(tc.word, names); !slices.Equal(got, tc.want) {
 			t.Errorf("Closest(%q) = %q, want %q", tc.word, got, tc.want)
@@ -45,7 +47,7 @@ func TestQuote(t *testing.T) {
 }
 
 func TestCommands(t *testing.T) {
-	cmds := []string{"help", "hello", "ping", "time", "the three laws", "echo", "list services", "get service", "register service", "deregister service", "health", "query"}
+	cmds := []string{"at", "in", "help", "hello", "ping", "time", "the three laws", "echo", "list services", "get service", "register service", "deregister service", "health", "query"}
 	for _, tc := range []struct {
 		words []string
 		want  []string
@@ -61,6 +63,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"hepl"}, []string{"help"}},
 		{[]string{"lst", "services"}, []string{"list services"}},
 		{[]string{"deploy", "x"}, nil},
+		{[]string{"bot", "is", "acting", "up", "again"}, nil},
+		{[]string{"tim"}, []string{"time"}},
 		{nil, nil},
 	} {
 		if got := Commands(tc.words, cmds); !slices.Equal(got, tc.want) {

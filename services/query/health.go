@@ -51,9 +51,9 @@ type NodeHealth struct {
 func (h *Handler) health(ctx context.Context, args []string) (string, error) {
 	switch {
 	case len(args) < 2:
-		return "", &UsageError{Msg: "which service? Usage: health SERVICE (list services shows the names)"}
+		return "", &UsageError{Msg: "which service? Usage: health [service] (list services shows the names)"}
 	case len(args) > 2:
-		return "", &UsageError{Msg: fmt.Sprintf("health takes one SERVICE, not %d words", len(args)-1)}
+		return "", &UsageError{Msg: fmt.Sprintf("health takes one [service], not %d words", len(args)-1)}
 	}
 	name := args[1]
 	svcs, err := registrycmd.Lookup(ctx, h.reg, name)

@@ -10,7 +10,7 @@ import (
 )
 
 // Usage is the query command's usage line.
-const Usage = "query SERVICE METHOD [JSON]"
+const Usage = "query [service] [method] [json]"
 
 // Call is a parsed `query SERVICE METHOD [JSON]`.
 type Call struct {
@@ -39,7 +39,7 @@ func ParseCall(text string) (Call, error) {
 		return Call{}, &UsageError{Msg: "which service and method? Usage: " + Usage + `, e.g. query greeter Greeter.Hello {"name":"Ada"}`}
 	}
 	if strings.ContainsAny(service, "{[") {
-		return Call{}, &UsageError{Msg: fmt.Sprintf("the JSON comes after SERVICE and METHOD. Usage: %s", Usage)}
+		return Call{}, &UsageError{Msg: fmt.Sprintf("the JSON comes after [service] and [method]. Usage: %s", Usage)}
 	}
 	// METHOD ends at white space or where the JSON starts.
 	rest = strings.TrimLeftFunc(rest, unicode.IsSpace)

@@ -33,9 +33,9 @@ func TestParseCall(t *testing.T) {
 // Every bad query gets a sentence that says what to type.
 func TestParseCallErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
-		{"nothing", "query", `which service and method? Usage: query SERVICE METHOD [JSON], e.g. query greeter Greeter.Hello {"name":"Ada"}`},
-		{"no method", "query greeter", "which method of greeter? Usage: query SERVICE METHOD [JSON], e.g. query greeter Greeter.Hello {}"},
-		{"JSON first", `query {"name":"Ada"}`, "the JSON comes after SERVICE and METHOD. Usage: query SERVICE METHOD [JSON]"},
+		{"nothing", "query", `which service and method? Usage: query [service] [method] [json], e.g. query greeter Greeter.Hello {"name":"Ada"}`},
+		{"no method", "query greeter", "which method of greeter? Usage: query [service] [method] [json], e.g. query greeter Greeter.Hello {}"},
+		{"JSON first", `query {"name":"Ada"}`, "the JSON comes after [service] and [method]. Usage: query [service] [method] [json]"},
 		{"method without service part", "query greeter Hello", `method "Hello" should be Service.Method, e.g. Greeter.Hello`},
 		{"method with two dots", "query greeter a.b.c", `method "a.b.c" should be Service.Method, e.g. Greeter.Hello`},
 		{"method ends with a dot", "query greeter Greeter.", `method "Greeter." should be Service.Method, e.g. Greeter.Hello`},

@@ -99,13 +99,15 @@ func New(reg registry.Registry, cl client.Client, opts ...Option) *Handler {
 	return h
 }
 
-// Help lists the two commands.
+// Help lists the two commands, in the Micro Bot's form ([service]
+// placeholders); a description's second line, an example, is shown by
+// "help COMMAND".
 func (h *Handler) Help(_ context.Context, _ *chatopsv1.HelpRequest, rsp *chatopsv1.HelpResponse) error {
-	rsp.Usage = Usage + " | health SERVICE"
+	rsp.Usage = Usage + " | health [service]"
 	rsp.Description = "Calls a go-micro service with JSON; checks its nodes' health"
 	rsp.Commands = []*chatopsv1.CommandSpec{
-		{Pattern: CmdQuery, Usage: Usage, Description: "Calls METHOD (e.g. Greeter.Hello) of SERVICE with a JSON request"},
-		{Pattern: CmdHealth, Usage: "health SERVICE", Description: "Asks every node of SERVICE for its health, with latency"},
+		{Pattern: CmdQuery, Usage: Usage, Description: "Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request\nExample: query greeter Greeter.Hello {\"name\":\"Ada\"}"},
+		{Pattern: CmdHealth, Usage: "health [service]", Description: "Asks every node of [service] for its health, with latency\nExample: health greeter"},
 	}
 	return nil
 }

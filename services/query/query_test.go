@@ -179,7 +179,7 @@ func TestQueryNATS(t *testing.T) {
 		wantError(t, h, `query big Big.Fail {}`, "big answered with an error: database unreachable")
 		wantError(t, h, `query slow Slow.Wait {"millis": 3000}`, "no answer from slow (Slow.Wait) within 1s")
 		wantError(t, h, `query ghost Ghost.Boo {}`, "could not reach ghost: nothing answers at its address (NATS: no responders); its process is probably gone")
-		wantError(t, h, "query greeter", "which method of greeter? Usage: query SERVICE METHOD [JSON], e.g. query greeter Greeter.Hello {}")
+		wantError(t, h, "query greeter", "which method of greeter? Usage: query [service] [method] [json], e.g. query greeter Greeter.Hello {}")
 	})
 	t.Run("an answer too long for chat is cut with a note", func(t *testing.T) {
 		got, errText := say(t, h, `query big Big.Get {"bytes": 10000}`)
@@ -224,8 +224,8 @@ func TestQueryNATS(t *testing.T) {
 			}
 		}
 		wantError(t, h, "health greter", `unknown service "greter". Did you mean "greeter"? Type list services to see them all.`)
-		wantError(t, h, "health", "which service? Usage: health SERVICE (list services shows the names)")
-		wantError(t, h, "health greeter slow", "health takes one SERVICE, not 2 words")
+		wantError(t, h, "health", "which service? Usage: health [service] (list services shows the names)")
+		wantError(t, h, "health greeter slow", "health takes one [service], not 2 words")
 	})
 }
 
@@ -239,7 +239,7 @@ func TestHelp(t *testing.T) {
 	for _, c := range rsp.Commands {
 		got = append(got, c.Pattern+" = "+c.Usage)
 	}
-	if strings.Join(got, "|") != "query = query SERVICE METHOD [JSON]|health = health SERVICE" {
+	if strings.Join(got, "|") != "query = query [service] [method] [json]|health = health [service]" {
 		t.Errorf("commands %v", got)
 	}
 }

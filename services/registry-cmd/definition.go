@@ -10,8 +10,12 @@ import (
 	"go-micro.dev/v4/registry"
 )
 
-// Example is a service definition, shown when one is missing.
-const Example = `{"name":"billing","version":"1.0.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090"}]}`
+// Example is a service definition, shown when one is missing;
+// DeregisterExample is enough to deregister its node.
+const (
+	Example           = `{"name":"billing","version":"1.0.0","nodes":[{"id":"billing-1","address":"10.0.0.5:9090"}]}`
+	DeregisterExample = `{"name":"billing","nodes":[{"id":"billing-1"}]}`
+)
 
 // Limits on a definition; a registration is for chat, not bulk data.
 const (
@@ -47,6 +51,9 @@ const (
 // says where (a *jsonarg.SyntaxError inside).
 func ParseDefinition(text string, p Purpose) (*registry.Service, error) {
 	text = jsonarg.Unwrap(text)
+	if t := strings.TrimSpace(text); t != "" && !strings.HasPrefix(t, "{") && !strings.HasPrefix(t, "[") {
+		return nil, &DefinitionError{Msg: fmt.Sprintf("%q is not a definition: a definition is a go-micro service in JSON, e.g. %s", clip(t, 40), Example)}
+	}
 	var svc registry.Service
 	err := jsonarg.Decode([]byte(text), &svc, true)
 	var unknown *jsonarg.UnknownFieldError

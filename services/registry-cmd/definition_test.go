@@ -41,6 +41,7 @@ func TestParseDefinitionErrors(t *testing.T) {
 		want     string
 	}{
 		{"empty", "", registrycmd.ForRegister, "a DEFINITION is needed: a go-micro service in JSON, e.g. " + registrycmd.Example},
+		{"not JSON", "billing please", registrycmd.ForRegister, `"billing please" is not a definition: a definition is a go-micro service in JSON, e.g. ` + registrycmd.Example},
 		{"malformed", `{"name":"billing",`, registrycmd.ForRegister, "malformed JSON at line 1, column 19: the JSON ends too early: a closing } ] or \" is missing (near `\":\"billing\",`)"},
 		{"not an object", `["billing"]`, registrycmd.ForRegister, "malformed JSON at line 1, column 1: the value should be an object { }, not array (near `[\"billing\"]`)"},
 		{"unknown field", `{"name":"billing","nodez":[]}`, registrycmd.ForRegister, `unknown field "nodez" in the definition (a service has name, version, metadata, endpoints, nodes; a node has id, address, metadata)`},

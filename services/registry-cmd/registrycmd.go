@@ -48,7 +48,7 @@ type Handler struct {
 	maxBytes  int
 }
 
-var _ chatopsv1.CommandHandler = (*Handler)(nil)
+var _ command.Validator = (*Handler)(nil)
 
 // Option configures New.
 type Option func(*Handler)
@@ -76,15 +76,17 @@ func New(reg registry.Registry, opts ...Option) *Handler {
 	return h
 }
 
-// Help lists the four commands.
+// Help lists the four commands, in the Micro Bot's form ([name]
+// placeholders); a description's second line, an example, is shown by
+// "help COMMAND".
 func (h *Handler) Help(_ context.Context, _ *chatopsv1.HelpRequest, rsp *chatopsv1.HelpResponse) error {
-	rsp.Usage = "list services | get service NAME | register service DEFINITION | deregister service DEFINITION"
+	rsp.Usage = "list services | get service [name] | register service [definition] | deregister service [definition]"
 	rsp.Description = "The micro CLI's registry commands"
 	rsp.Commands = []*chatopsv1.CommandSpec{
-		{Pattern: CmdList, Usage: "list services", Description: "Lists the registered services with their node counts"},
-		{Pattern: CmdGet, Usage: "get service NAME", Description: "Shows a service's versions, nodes and endpoints"},
-		{Pattern: CmdRegister, Usage: "register service DEFINITION", Description: "Registers a service given as go-micro JSON"},
-		{Pattern: CmdDeregister, Usage: "deregister service DEFINITION", Description: "Deregisters nodes (name and node ids are enough)"},
+		{Pattern: CmdList, Usage: "list services", Description: "Lists the registered services with their node counts\nExample: list services"},
+		{Pattern: CmdGet, Usage: "get service [name]", Description: "Shows a service's versions, nodes and endpoints\nExample: get service greeter"},
+		{Pattern: CmdRegister, Usage: "register service [definition]", Description: "Registers a service given as go-micro JSON\nExample: register service " + Example},
+		{Pattern: CmdDeregister, Usage: "deregister service [definition]", Description: "Deregisters nodes (name and node ids are enough)\nExample: deregister service " + DeregisterExample},
 	}
 	return nil
 }
@@ -124,6 +126,28 @@ func (h *Handler) Exec(ctx context.Context, req *chatopsv1.ExecRequest, rsp *cha
 	return nil
 }
 
+// Validate checks a request as Exec would read it, without changing the
+// registry: the router asks before it has the user confirm a registration
+// or deregistration, so a bad definition, a protected name or a node that
+// is not there is refused at once. rsp.Error says what is wrong; empty, the
+// command would run.
+func (h *Handler) Validate(ctx context.Context, req *chatopsv1.ExecRequest, rsp *chatopsv1.ExecResponse) error {
+	var err error
+	switch cmd := commandOf(req); cmd {
+	case CmdRegister:
+		_, err = h.toRegister(req)
+	case CmdDeregister:
+		_, err = h.toDeregister(ctx, req)
+	case CmdList, CmdGet:
+	default:
+		err = fmt.Errorf("this service serves %s, %s, %s and %s, not %q", CmdList, CmdGet, CmdRegister, CmdDeregister, clip(cmd, 60))
+	}
+	if err != nil {
+		rsp.Error = err.Error()
+	}
+	return nil
+}
+
 // commandOf returns the matched pattern: req.Command from a botmesh router,
 // else the first two words (a Micro Bot router sends only args).
 func commandOf(req *chatopsv1.ExecRequest) string {
@@ -160,9 +184,9 @@ func (h *Handler) get(ctx context.Context, req *chatopsv1.ExecRequest) (string, 
 	args := req.GetArgs()
 	switch {
 	case len(args) < 3:
-		return "", errors.New("which service? Usage: get service NAME (list services shows the names)")
+		return "", errors.New("which service? Usage: get service [name] (list services shows the names)")
 	case len(args) > 3:
-		return "", fmt.Errorf("get service takes one NAME, not %d words", len(args)-2)
+		return "", fmt.Errorf("get service takes one [name], not %d words", len(args)-2)
 	}
 	svcs, err := Lookup(ctx, h.reg, args[2])
 	if err != nil {
@@ -175,13 +199,23 @@ func (h *Handler) protected(name string) bool {
 	return h.namespace != "" && (name == h.namespace || strings.HasPrefix(name, h.namespace+"."))
 }
 
-func (h *Handler) register(ctx context.Context, req *chatopsv1.ExecRequest) (string, error) {
+// toRegister returns the service a register request would register, or
+// why it cannot.
+func (h *Handler) toRegister(req *chatopsv1.ExecRequest) (*registry.Service, error) {
 	svc, err := ParseDefinition(jsonarg.After(text(req), 2), ForRegister)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if h.protected(svc.Name) {
-		return "", fmt.Errorf("%s is in the namespace of botmesh commands (%s.*): commands are added by running their service, not from chat", svc.Name, h.namespace)
+		return nil, fmt.Errorf("%s is in the namespace of botmesh commands (%s.*): commands are added by running their service, not from chat", svc.Name, h.namespace)
+	}
+	return svc, nil
+}
+
+func (h *Handler) register(ctx context.Context, req *chatopsv1.ExecRequest) (string, error) {
+	svc, err := h.toRegister(req)
+	if err != nil {
+		return "", err
 	}
 	if err := h.reg.Register(svc, registry.RegisterContext(ctx)); err != nil {
 		return "", &RegistryError{Op: "register " + svc.Name, Err: err}
@@ -203,17 +237,20 @@ func (h *Handler) register(ctx context.Context, req *chatopsv1.ExecRequest) (str
 	return out, nil
 }
 
-func (h *Handler) deregister(ctx context.Context, req *chatopsv1.ExecRequest) (string, error) {
+// toDeregister returns what a deregister request would deregister, by
+// version (sorted), or why it cannot: the nodes it names must be
+// registered.
+func (h *Handler) toDeregister(ctx context.Context, req *chatopsv1.ExecRequest) ([]*registry.Service, error) {
 	def, err := ParseDefinition(jsonarg.After(text(req), 2), ForDeregister)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if h.protected(def.Name) {
-		return "", fmt.Errorf("%s is in the namespace of botmesh commands (%s.*): stop its service to remove it", def.Name, h.namespace)
+		return nil, fmt.Errorf("%s is in the namespace of botmesh commands (%s.*): stop its service to remove it", def.Name, h.namespace)
 	}
 	current, err := Lookup(ctx, h.reg, def.Name)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// Deregister what the registry holds (version, address), for each node
 	// id asked: registries match nodes within a version.
@@ -243,16 +280,28 @@ func (h *Handler) deregister(ctx context.Context, req *chatopsv1.ExecRequest) (s
 		}
 	}
 	if len(missing) > 0 {
-		return "", fmt.Errorf("%s has no node %s; its nodes: %s", def.Name, suggest.Quote(clipAll(missing)), strings.Join(nodeIDs(current), ", "))
+		return nil, fmt.Errorf("%s has no node %s; its nodes: %s", def.Name, suggest.Quote(clipAll(missing)), strings.Join(nodeIDs(current), ", "))
 	}
 	versions := make([]string, 0, len(byVersion))
 	for v := range byVersion {
 		versions = append(versions, v)
 	}
 	sort.Strings(versions)
+	out := make([]*registry.Service, len(versions))
+	for i, v := range versions {
+		out[i] = byVersion[v]
+	}
+	return out, nil
+}
+
+func (h *Handler) deregister(ctx context.Context, req *chatopsv1.ExecRequest) (string, error) {
+	todo, err := h.toDeregister(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	def := todo[0] // toDeregister returns a service for each of at least one node, or an error
 	var ids []string
-	for _, v := range versions {
-		d := byVersion[v]
+	for _, d := range todo {
 		if err := h.reg.Deregister(d, registry.DeregisterContext(ctx)); err != nil {
 			return "", &RegistryError{Op: "deregister " + d.Name, Err: err}
 		}

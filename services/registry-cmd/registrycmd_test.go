@@ -92,8 +92,8 @@ func TestRegistryCommandsNATS(t *testing.T) {
 	wantError(t, h, "get service greter", `unknown service "greter". Did you mean "greeter"? Type list services to see them all.`)
 	wantError(t, h, "get service greet", `unknown service "greet". Did you mean "greeter"? Type list services to see them all.`)
 	wantError(t, h, "get service nothing-like-it", `unknown service "nothing-like-it". Type list services to see them all.`)
-	wantError(t, h, "get service", "which service? Usage: get service NAME (list services shows the names)")
-	wantError(t, h, "get service greeter extra", "get service takes one NAME, not 2 words")
+	wantError(t, h, "get service", "which service? Usage: get service [name] (list services shows the names)")
+	wantError(t, h, "get service greeter extra", "get service takes one [name], not 2 words")
 	wantError(t, h, "list services greeter", "list services takes no arguments; to see one service, type get service greeter")
 
 	// register, list shows it, get shows it, deregister, gone.
@@ -151,7 +151,7 @@ func TestHelp(t *testing.T) {
 	for _, c := range rsp.Commands {
 		got = append(got, c.Pattern+" = "+c.Usage)
 	}
-	want := "list services = list services|get service = get service NAME|register service = register service DEFINITION|deregister service = deregister service DEFINITION"
+	want := "list services = list services|get service = get service [name]|register service = register service [definition]|deregister service = deregister service [definition]"
 	if strings.Join(got, "|") != want {
 		t.Errorf("commands %v", got)
 	}
@@ -182,4 +182,82 @@ func TestRegistryDown(t *testing.T) {
 	wantError(t, h, "get service greeter", "the registry could not get service greeter: connection refused")
 	wantError(t, h, `register service {"name":"billing","nodes":[{"id":"b-1","address":"10.0.0.5:9090"}]}`, "the registry could not register billing: connection refused")
 	wantError(t, h, `deregister service {"name":"billing","nodes":[{"id":"b-1"}]}`, "the registry could not get service billing: connection refused")
+}
+
+// Every example help shows works as shown, in order (register, get, list,
+// deregister), on a memory registry.
+func TestHelpExamplesRun(t *testing.T) {
+	rsp := &chatopsv1.HelpResponse{}
+	h := registrycmd.New(registry.NewMemoryRegistry())
+	if err := h.Help(context.Background(), &chatopsv1.HelpRequest{}, rsp); err != nil {
+		t.Fatal(err)
+	}
+	examples := map[string]string{}
+	for _, c := range rsp.Commands {
+		_, ex, ok := strings.Cut(c.Description, "\nExample: ")
+		if !ok {
+			t.Fatalf("%s: no example in %q", c.Pattern, c.Description)
+		}
+		examples[c.Pattern] = strings.ReplaceAll(ex, "get service greeter", "get service billing")
+	}
+	for _, p := range []string{registrycmd.CmdRegister, registrycmd.CmdGet, registrycmd.CmdList, registrycmd.CmdDeregister} {
+		out, errText := say(t, h, examples[p])
+		if errText != "" || out == "" {
+			t.Errorf("example %q: %q (error %q)", examples[p], out, errText)
+		}
+	}
+}
+
+// Validate refuses what Exec would refuse, with the same sentence, and
+// changes nothing; what Exec would run it accepts.
+func TestValidate(t *testing.T) {
+	reg := registry.NewMemoryRegistry()
+	h := registrycmd.New(reg)
+	validate := func(text string) string {
+		t.Helper()
+		words := strings.Fields(text)
+		rsp := &chatopsv1.ExecResponse{}
+		if err := h.Validate(context.Background(), &chatopsv1.ExecRequest{Args: words, Text: text, Command: strings.ToLower(strings.Join(words[:2], " "))}, rsp); err != nil {
+			t.Fatalf("%s: Validate failed: %v", text, err)
+		}
+		return rsp.Error
+	}
+	for _, text := range []string{
+		"register service garbage",
+		"register service",
+		`register service {"name":"go.micro.bot.evil","nodes":[{"id":"e1","address":"10.0.0.1:1"}]}`,
+		`register service {"name":"billing","nodes":[{"id":"b1"}]}`,
+		`deregister service {"name":"billing","nodes":[{"id":"b1"}]}`,
+		"deregister service {",
+	} {
+		got := validate(text)
+		if got == "" {
+			t.Errorf("%s: accepted", text)
+			continue
+		}
+		if _, want := say(t, h, text); got != want {
+			t.Errorf("%s: Validate says %q, Exec %q", text, got, want)
+		}
+	}
+	if svcs, _ := reg.ListServices(); len(svcs) != 0 {
+		t.Fatalf("validation changed the registry: %v", svcs)
+	}
+	if got := validate("register service " + registrycmd.Example); got != "" {
+		t.Errorf("the example is refused: %q", got)
+	}
+	if svcs, _ := reg.ListServices(); len(svcs) != 0 {
+		t.Fatalf("validating a registration registered it: %v", svcs)
+	}
+	wantResult(t, h, "register service "+registrycmd.Example, "Registered billing version 1.0.0 with 1 node: billing-1 at 10.0.0.5:9090.")
+	if got := validate("deregister service " + registrycmd.DeregisterExample); got != "" {
+		t.Errorf("deregistering a registered node is refused: %q", got)
+	}
+	if svcs, _ := reg.GetService("billing"); len(svcs) != 1 || len(svcs[0].Nodes) != 1 {
+		t.Fatalf("validating a deregistration deregistered: %v", svcs)
+	}
+	for _, text := range []string{"list services", "get service billing"} {
+		if got := validate(text); got != "" {
+			t.Errorf("%s: %q", text, got)
+		}
+	}
 }
