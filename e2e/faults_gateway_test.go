@@ -240,7 +240,7 @@ func TestIntegrationFaultIRCGatewayKilled(t *testing.T) {
 	alice.Quiet(t, ircNick+"2", 3*time.Second)
 	right := 0
 	for i := range n {
-		if got[fmt.Sprintf("done %d", i)] == 1 {
+		if got[fmt.Sprintf("alice: done %d", i)] == 1 { // in a channel the bot names the asker
 			right++
 		}
 		if runs := svc.ran(fmt.Sprint(i)); runs != 1 {

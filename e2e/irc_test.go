@@ -26,19 +26,28 @@ const (
 	ircChannel = "#ops"
 )
 
-// ircInput makes the IRC input as the gateway binary does: flags, Init.
+// ircInput makes the IRC input as the gateway binary does (gatewayInput).
 func ircInput(t *testing.T, srv *ircdtest.Server, args ...string) adapter.Input {
 	t.Helper()
-	in := ircgw.New()
+	return gatewayInput(t, ircgw.Name, append([]string{"--irc_server=" + srv.Addr, "--irc_nick=" + ircNick, "--irc_channels=" + ircChannel}, args...)...)
+}
+
+// gatewayInput makes the input called name as the gateway binary does:
+// every input's flags and the shared ones (--prefix) parsed from args,
+// then Select, which initialises it.
+func gatewayInput(t *testing.T, name string, args ...string) adapter.Input {
+	t.Helper()
+	set := gateway.Inputs().Instantiate()
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	in.Flags(fs)
-	if err := fs.Parse(append([]string{"--irc_server=" + srv.Addr, "--irc_nick=" + ircNick, "--irc_channels=" + ircChannel}, args...)); err != nil {
+	set.Flags(fs)
+	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Init(adapter.Env{Log: meshtest.Logger(t).With("input", "irc")}); err != nil {
+	ins, err := set.Select(name, adapter.Env{Log: meshtest.Logger(t)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return in
+	return ins[0]
 }
 
 // ircLines serves "lines N": N numbered lines.
@@ -108,6 +117,8 @@ func TestIRCThroughTheMesh(t *testing.T) {
 		wantTarget := ircChannel
 		if target == ircNick {
 			wantTarget = "alice"
+		} else {
+			want = "alice: " + want // in a channel the bot names the asker
 		}
 		if got.Text != want || got.Target != wantTarget {
 			t.Errorf("%q to %s: the bot said %q to %s, want %q to %s", text, target, got.Text, got.Target, want, wantTarget)
@@ -115,17 +126,29 @@ func TestIRCThroughTheMesh(t *testing.T) {
 	}
 	ask(ircChannel, ircNick+": echo hello from irc", "hello from irc")
 	ask(ircChannel, "!ping", "pong")
+	ask(ircChannel, "@"+ircNick+" ping", "pong")
+	ask(ircChannel, ircNick+", echo comma", "comma")
 	ask(ircNick, "echo in private", "in private")
-	alice.Say(t, ircChannel, "echo not for the bot")
+	ask(ircNick, "!ping", "pong")
+	// Chatter in the channel, the bot's nick starting a sentence
+	// included, gets no answer (no "unknown command" to the channel).
+	for _, text := range []string{"echo not for the bot", ircNick + " is acting up again", ircNick + " ping", "!!!"} {
+		alice.Say(t, ircChannel, text)
+	}
 	alice.Quiet(t, ircNick, 2*time.Second)
 
+	// A long answer asked in the channel goes to the asker in private,
+	// whole and in order, with one line in the channel saying so.
 	if !testing.Short() {
-		first := ircAsk(t, alice, ircChannel, "!lines 50", func(s string) bool { return strings.HasPrefix(s, "line 01 of 50") })
-		began := first.At
-		for i := 2; i <= 50; i++ {
+		note := ircAsk(t, alice, ircChannel, "!lines 50", func(s string) bool { return strings.HasPrefix(s, "alice: sent you the") })
+		if note.Text != "alice: sent you the 50 lines in a private message" || note.Target != ircChannel {
+			t.Errorf("50-line answer: the channel got %q in %s", note.Text, note.Target)
+		}
+		began := note.At
+		for i := 1; i <= 50; i++ {
 			got := alice.NextFrom(t, ircNick, 20*time.Second)
-			if want := fmt.Sprintf("line %02d of 50: the quick brown fox jumps over the lazy dog", i); got.Text != want {
-				t.Fatalf("line %d of the 50-line result: got %q, want %q", i, got.Text, want)
+			if want := fmt.Sprintf("line %02d of 50: the quick brown fox jumps over the lazy dog", i); got.Text != want || got.Target != "alice" {
+				t.Fatalf("line %d of the 50-line result: got %q to %s, want %q to alice", i, got.Text, got.Target, want)
 			}
 			if i == 50 {
 				t.Logf("measured: 50 lines arrived over %s (5 at once, then 1 per second)", got.At.Sub(began).Round(time.Millisecond))
@@ -193,7 +216,7 @@ func ircAndXMPPAnswer(t *testing.T, irc *ircdtest.Server, xmpp *prosodytest.Serv
 	if m := alice.NextFrom(t, xmppBot, 20*time.Second); m.Body != "via xmpp" {
 		t.Errorf("xmpp: the bot said %q", m.Body)
 	}
-	if m := bob.NextFrom(t, ircNick, 20*time.Second); m.Text != "via irc" || m.Target != ircChannel {
+	if m := bob.NextFrom(t, ircNick, 20*time.Second); m.Text != "bob: via irc" || m.Target != ircChannel {
 		t.Errorf("irc: the bot said %q to %s", m.Text, m.Target)
 	}
 }

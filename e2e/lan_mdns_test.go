@@ -109,7 +109,7 @@ func TestMDNSLANZeroConf(t *testing.T) {
 		for _, tc := range []struct{ in, want string }{
 			{"echo found you", "found you"},
 			{`query greeter Greeter.Hello {"name":"LAN"}`, "{\n  \"message\": \"Hello, LAN!\"\n}"},
-			{"health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS"},
+			{"health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: over NATS"},
 		} {
 			if got := normal(sh.ask(t, tc.in)); got != tc.want {
 				t.Errorf("%s:\n%s\nwant:\n%s", tc.in, got, tc.want)

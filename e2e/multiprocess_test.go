@@ -87,7 +87,7 @@ func TestIntegrationMultiProcess(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{`query greeter Greeter.Hello {"name":"Ada"}`, "{\n  \"message\": \"Hello, Ada!\"\n}"},
 		{`query greeter Greeter.Hello {"name":}`, "query: malformed JSON at line 1, column 9: invalid character '}' looking for beginning of value (near `{\"name\":}`)"},
-		{"health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: ADDRESS"},
+		{"health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: over NATS"},
 		{"get service go.micro.bot.query", "go.micro.bot.query\nversion latest\n1 node:\n• go.micro.bot.query-ID\n  address: ADDRESS\n" +
 			"  metadata: botmesh-replay=1, broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats\n2 endpoints:\n" +
 			"• Command.Exec\n  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string}\n  response: ExecResponse {result []uint8, error string}\n" +

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/botmesh/botmesh/internal/allinone"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/sdk/mesh"
-	"github.com/botmesh/botmesh/sdk/meshtest"
 )
 
 const (
@@ -30,27 +28,18 @@ func xmppServer(t *testing.T) *prosodytest.Server {
 	return prosodytest.Start(t, map[string]string{"bot": xmppBotPassword, "alice": xmppAlicePassword})
 }
 
-// xmppInput makes the XMPP input as the gateway binary does: flags, the
-// password in a file, Init.
+// xmppInput makes the XMPP input as the gateway binary does
+// (gatewayInput), the password in a file.
 func xmppInput(t *testing.T, srv *prosodytest.Server, args ...string) adapter.Input {
 	t.Helper()
 	pw := filepath.Join(t.TempDir(), "xmpp-password")
 	if err := os.WriteFile(pw, []byte(xmppBotPassword), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in := xmppgw.New()
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	in.Flags(fs)
-	if err := fs.Parse(append([]string{
+	return gatewayInput(t, xmppgw.Name, append([]string{
 		"--xmpp_jid=" + xmppBot, "--xmpp_password_file=" + pw, "--xmpp_server=" + srv.Addr,
 		"--xmpp_ca_file=" + srv.CAFile, "--xmpp_nick=" + xmppNick,
-	}, args...)); err != nil {
-		t.Fatal(err)
-	}
-	if err := in.Init(adapter.Env{Log: meshtest.Logger(t).With("input", "xmpp")}); err != nil {
-		t.Fatal(err)
-	}
-	return in
+	}, args...)...)
 }
 
 // xmppMesh runs the all-in-one (embedded NATS, router, echo, a gateway)
@@ -91,12 +80,26 @@ func TestXMPPThroughTheMesh(t *testing.T) {
 
 	bot := room + "/" + xmppNick
 	alice.WaitOnline(t, bot, 15*time.Second)
-	alice.SayRoom(t, room, "echo not for the bot")
-	alice.SayRoom(t, room, xmppNick+": echo in the room")
-	if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != "in the room" || m.Type != "groupchat" {
-		t.Errorf("room mention: the bot said %s %q, want %q (a message without the mention answered?)", m.Type, m.Body, "in the room")
+	// Chatter in the room, the bot's nick starting a sentence included,
+	// gets no answer (no "unknown command" to the room).
+	for _, text := range []string{"echo not for the bot", xmppNick + " is acting up again", xmppNick + " ping", "ping", "!!!"} {
+		alice.SayRoom(t, room, text)
 	}
-	alice.SayRoom(t, room, "ping")
+	for _, tc := range []struct{ say, want string }{
+		{xmppNick + ": echo in the room", "in the room"},
+		{xmppNick + ", echo comma", "comma"},
+		{"@" + xmppNick + " ping", "pong"},
+		{"!ping", "pong"},
+	} {
+		alice.SayRoom(t, room, tc.say)
+		if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != "alice: "+tc.want || m.Type != "groupchat" {
+			t.Errorf("room %q: the bot said %s %q, want %q (chatter answered?)", tc.say, m.Type, m.Body, tc.want)
+		}
+	}
+	alice.Say(t, xmppBot, "!ping")
+	if m := alice.NextFrom(t, xmppBot, 20*time.Second); m.Body != "pong" {
+		t.Errorf("dm !ping: the bot said %q", m.Body)
+	}
 	alice.Quiet(t, bot, 2*time.Second)
 
 	// The server restarts: every stream closes, the room is gone. A
@@ -113,7 +116,7 @@ func TestXMPPThroughTheMesh(t *testing.T) {
 	alice.Join(t, room, "alice")
 	alice.WaitOnline(t, bot, 15*time.Second)
 	alice.SayRoom(t, room, "@"+xmppNick+" echo back in the room")
-	if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != "back in the room" {
+	if m := alice.NextFrom(t, bot, 20*time.Second); m.Body != "alice: back in the room" {
 		t.Errorf("room after the restart: %q", m.Body)
 	}
 }

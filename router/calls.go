@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/botmesh/botmesh/sdk/mesh"
 	"go-micro.dev/v4/client"
 	merrors "go-micro.dev/v4/errors"
 	"go-micro.dev/v4/registry"
@@ -50,6 +51,10 @@ func (r *Router) markUnreachable(next client.CallFunc) client.CallFunc {
 				opts.ConnectionTimeout = time.Until(dl)
 			}
 			err := next(ctx, node, req, rsp, opts)
+			var wrongTransport *mesh.TransportError
+			if errors.As(err, &wrongTransport) {
+				return err // never sent: nothing to mark, no node to retry
+			}
 			if err == nil || !undelivered(err) {
 				if err == nil || merrors.Parse(err.Error()).Id != "go.micro.client" {
 					r.dir.MarkUp(service, node.Id) // delivered
@@ -71,7 +76,7 @@ func (r *Router) markUnreachable(next client.CallFunc) client.CallFunc {
 			wait = min(2*wait, retryMax)
 			// The view may have changed meanwhile: the service left (the
 			// call cannot succeed) or has another node to try.
-			nodes, err := r.dir.Selector().Select(service)
+			nodes, err := r.dir.Selector().Select(service, opts.SelectOptions...)
 			if err != nil {
 				return gaveUp
 			}
@@ -118,7 +123,10 @@ func retryUndelivered(ctx context.Context, _ client.Request, _ int, err error) (
 // undelivered reports whether err says the request never reached a handler.
 // With the NATS transport a node that is gone makes the NATS server answer
 // "no responders" (go.micro.client.transport); a failed dial is a
-// "connection error" (go.micro.client).
+// "connection error" (go.micro.client); with the http transport, writing
+// the request on a pooled connection whose server is gone fails with a
+// broken pipe or a reset (go.micro.client.transport): go-micro's server
+// reads the whole request before it runs a handler.
 func undelivered(err error) bool {
 	e := merrors.Parse(err.Error())
 	if e.Id != "" && !strings.HasPrefix(e.Id, "go.micro.client") {
@@ -128,7 +136,7 @@ func undelivered(err error) bool {
 	if e.Detail == "" {
 		d = strings.ToLower(err.Error())
 	}
-	for _, s := range []string{"connection error", "no responders", "none available"} {
+	for _, s := range []string{"connection error", "no responders", "none available", "write: broken pipe", "write: connection reset"} {
 		if strings.Contains(d, s) {
 			return true
 		}
@@ -149,7 +157,10 @@ func isTimeout(err error) bool {
 func callError(command, service string, timeout time.Duration, err error, timedOut bool) string {
 	e := merrors.Parse(err.Error())
 	var gaveUp *unreachableError
+	var wrongTransport *mesh.TransportError
 	switch {
+	case errors.As(err, &wrongTransport):
+		return fmt.Sprintf("%s: %s", command, wrongTransport.Error())
 	case errors.As(err, &gaveUp):
 		// Every attempt failed before reaching a handler, even if the
 		// deadline has passed since.

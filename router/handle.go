@@ -300,7 +300,8 @@ func (r *Router) exec(ctx context.Context, ev *chatopsv1.Event, msg parse.Messag
 			return next(ctx, node, req, rsp, opts)
 		}
 	})
-	err := r.cl.Call(ctx, r.cl.NewRequest(cmd.Service, "Command.Exec", req), rsp, noteNode)
+	// Only nodes of the versions that serve the command run it.
+	err := r.cl.Call(ctx, r.cl.NewRequest(cmd.Service, "Command.Exec", req), rsp, noteNode, client.WithSelectOption(directory.SelectVersion(cmd.Versions...)))
 	if err != nil {
 		out.err = err.Error()
 		out.status = audit.StatusError

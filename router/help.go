@@ -65,6 +65,15 @@ func serviceEntry(c directory.Command) helpEntry {
 			e.more = append(e.more, seedWords(l, placeholders(c.Usage)))
 		}
 	}
+	if c.Unreachable != "" {
+		// No node of the service can be called: say why where the
+		// command is listed.
+		if e.desc == "" {
+			e.desc = "cannot be run: " + c.Unreachable
+		} else {
+			e.desc += " (cannot be run: " + c.Unreachable + ")"
+		}
+	}
 	return e
 }
 

@@ -298,7 +298,8 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 	r.dir = directory.New(m.Registry(), m.Namespace(),
 		directory.WithLogger(r.log.With("part", "directory")),
 		directory.WithResync(cfg.ResyncInterval),
-		directory.WithConnected(m.NATS().IsConnected))
+		directory.WithConnected(m.NATS().IsConnected),
+		directory.WithCallable(m.CanCall))
 	r.cl = m.NewClient(
 		client.Selector(r.dir.Selector()),
 		client.WrapCall(r.markUnreachable),
@@ -864,7 +865,11 @@ func (r *Router) publish(subject string, reply *chatopsv1.Event) error {
 // service.
 func (r *Router) help(ctx context.Context, service string) (*chatopsv1.HelpResponse, error) {
 	rsp := &chatopsv1.HelpResponse{}
-	if err := r.cl.Call(ctx, r.cl.NewRequest(service, "Command.Help", &chatopsv1.HelpRequest{}), rsp); err != nil {
+	var opts []client.CallOption
+	if v, ok := directory.HelpVersion(ctx); ok {
+		opts = append(opts, client.WithSelectOption(directory.SelectVersion(v)))
+	}
+	if err := r.cl.Call(ctx, r.cl.NewRequest(service, "Command.Help", &chatopsv1.HelpRequest{}), rsp, opts...); err != nil {
 		return nil, err
 	}
 	return rsp, nil

@@ -17,6 +17,7 @@ pkgs=(
   fonts-wqy-zenhei                  # the web page's Chinese, Japanese and Korean text in Chromium
   prosody lua-unbound               # XMPP server
   ngircd inspircd                   # IRC servers
+  etcd-server                       # etcd, for go-micro's etcd registry (e2e/etcd_test.go)
   ca-certificates                   # the images' CA file
 )
 

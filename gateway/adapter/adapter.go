@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"unicode"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 )
@@ -89,6 +90,10 @@ type Env struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Log    *slog.Logger
+	// Prefix addresses the bot in a room when a message starts with it
+	// ("!ping"; see Addressing); empty: no prefix. Set.Select sets it from
+	// --prefix.
+	Prefix string
 }
 
 // Constructor makes an Input. It must not connect anywhere or start
@@ -127,11 +132,12 @@ func (r Registry) Names() []string {
 type Set struct {
 	names  []string
 	inputs map[string]Input
+	prefix string
 }
 
 // Instantiate makes one instance of every registered input.
 func (r Registry) Instantiate() *Set {
-	s := &Set{names: r.Names(), inputs: map[string]Input{}}
+	s := &Set{names: r.Names(), inputs: map[string]Input{}, prefix: DefaultPrefix}
 	for _, n := range s.names {
 		s.inputs[n] = r[n]()
 	}
@@ -141,8 +147,10 @@ func (r Registry) Instantiate() *Set {
 // Names returns the inputs' names, sorted.
 func (s *Set) Names() []string { return s.names }
 
-// Flags adds every input's flags to fs.
+// Flags adds every input's flags to fs, and --prefix, which all inputs
+// share.
 func (s *Set) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&s.prefix, "prefix", s.prefix, "in a channel or room, a message starting with this (then a letter or digit) is a command for the bot, as are \"@bot cmd\", \"bot: cmd\" and \"bot, cmd\" (empty: off)")
 	for _, n := range s.names {
 		s.inputs[n].Flags(fs)
 	}
@@ -151,6 +159,9 @@ func (s *Set) Flags(fs *flag.FlagSet) {
 // Select initialises and returns the inputs named in list, a
 // comma-separated list as --inputs takes it.
 func (s *Set) Select(list string, env Env) ([]Input, error) {
+	if strings.ContainsFunc(s.prefix, unicode.IsSpace) || strings.ContainsRune(s.prefix, 0) {
+		return nil, fmt.Errorf("--prefix %q contains white space", s.prefix)
+	}
 	var out []Input
 	seen := map[string]bool{}
 	for _, n := range strings.Split(list, ",") {
@@ -166,6 +177,7 @@ func (s *Set) Select(list string, env Env) ([]Input, error) {
 		}
 		seen[n] = true
 		ienv := env
+		ienv.Prefix = s.prefix
 		if env.Log != nil {
 			ienv.Log = env.Log.With("input", n)
 		}

@@ -42,7 +42,7 @@ func benchDirectory(b *testing.B, n int) *Directory {
 		d.apply("create", svc(name, name+"-1", name+"-2"))
 		e := d.services[name]
 		e.commands = defaultCommands(name, e.name, rsp)
-		e.helped = true
+		e.helps[""] = rsp
 	}
 	if got := d.Services(); got != n {
 		b.Fatalf("%d services, want %d", got, n)

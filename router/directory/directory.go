@@ -52,6 +52,14 @@ type Command struct {
 	Usage, Description string
 	// Service is the registry name of the service that runs the command.
 	Service string
+	// Versions are the versions of the service whose Help lists the
+	// command, when not every version does (a command a new version
+	// added): only their nodes run it. Empty: any node.
+	Versions []string
+	// Unreachable says why none of the service's nodes can be called
+	// (WithCallable), e.g. "go.micro.bot.shout (node …) serves over grpc,
+	// which botmesh cannot call …"; empty when one can.
+	Unreachable string
 }
 
 // Pattern returns the command's words joined by spaces.
@@ -65,9 +73,13 @@ type entry struct {
 	down     map[string]time.Time // node id → not to be chosen until
 	missing  map[string]time.Time // node id → first trusted listing that lacked it
 	answered map[string]bool      // node id → a call to it was delivered
+	version  map[string]string    // node id → the version it registered
 	commands []Command
-	helped   bool // Help answered
-	fetching bool // Help call in flight
+	// Each version serving the service is asked for Help once (a new
+	// version may serve other commands); the commands are those of every
+	// version, the highest version's first.
+	helps    map[string]*chatopsv1.HelpResponse // version → its Help answer
+	fetching map[string]bool                    // version → Help call in flight
 }
 
 // Directory is the router's view of the command services. It is safe for
@@ -82,6 +94,7 @@ type Directory struct {
 	now    func() time.Time
 
 	connected func() bool   // nil: the connection's state is unknown
+	callable  CallableFunc  // nil: every node
 	settle    time.Duration // after a reconnect, listings remove nothing
 	confirm   time.Duration // between a listing that lacks nodes and the one that confirms it
 	outage    time.Duration // how long a listing lacking most services must persist; 0: default
@@ -145,6 +158,16 @@ func WithConfirm(d time.Duration) Option { return func(dd *Directory) { dd.confi
 // failing than most services dying at once. The default is 30s, or the
 // settle time with WithConnected (the connection is then seen).
 func WithOutageGrace(d time.Duration) Option { return func(dd *Directory) { dd.outage = d } }
+
+// CallableFunc reports whether the router can call node of service: nil,
+// or an error that says why not (a transport it does not speak).
+type CallableFunc func(service string, node *registry.Node) error
+
+// WithCallable lets the directory tell the nodes the router can call from
+// those it cannot (pass the mesh's CanCall): the selector picks callable
+// nodes, help names a service none of whose nodes can be called, with the
+// reason, and a node that cannot be called is logged when it appears.
+func WithCallable(f CallableFunc) Option { return func(d *Directory) { d.callable = f } }
 
 // New returns a directory of the services under namespace in reg. It is
 // empty until Run starts.
@@ -362,6 +385,7 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 		for _, n := range svc.Nodes {
 			e.forget(n.Id)
 		}
+		e.dropGoneVersions(svc.Name)
 		if len(e.nodes) == 0 {
 			delete(d.services, svc.Name)
 			d.log.Info("command service gone", "service", svc.Name)
@@ -376,7 +400,9 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 		for _, n := range svc.Nodes {
 			if _, known := e.nodes[n.Id]; !known {
 				e.born[n.Id] = now
+				d.noteNode(svc.Name, n)
 			}
+			e.version[n.Id] = svc.Version
 			e.nodes[n.Id] = n
 			e.seen[n.Id] = now
 			delete(e.down, n.Id)
@@ -396,6 +422,9 @@ func (d *Directory) addLocked(service string) *entry {
 		down:     map[string]time.Time{},
 		missing:  map[string]time.Time{},
 		answered: map[string]bool{},
+		version:  map[string]string{},
+		helps:    map[string]*chatopsv1.HelpResponse{},
+		fetching: map[string]bool{},
 	}
 	e.commands = defaultCommands(service, name, nil)
 	d.services[service] = e
@@ -404,38 +433,146 @@ func (d *Directory) addLocked(service string) *entry {
 	return e
 }
 
-// fetchHelpLocked starts a Help call for e unless one ran or runs.
+type versionKey struct{}
+
+// HelpVersion returns the version of the service a HelpFunc's call is
+// for, and whether there is one: pass it to the selector with
+// SelectVersion so that the version asked answers.
+func HelpVersion(ctx context.Context) (string, bool) {
+	v, ok := ctx.Value(versionKey{}).([]string)
+	if !ok || len(v) != 1 {
+		return "", false
+	}
+	return v[0], true
+}
+
+// fetchHelpLocked starts a Help call for each version of e that has not
+// answered and is not being asked.
 func (d *Directory) fetchHelpLocked(service string, e *entry) {
-	if e.helped || e.fetching || d.help == nil {
+	if d.help == nil {
 		return
 	}
-	e.fetching = true
-	help, ctx := d.help, d.ctx
-	d.helps.Add(1)
-	go func() {
-		defer d.helps.Done()
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		rsp, err := help(hctx, service)
-		cancel()
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		e.fetching = false
-		if d.services[service] != e {
-			return // gone meanwhile
+	for _, version := range e.versions() {
+		if e.helps[version] != nil || e.fetching[version] {
+			continue
 		}
-		if err != nil {
-			// Keep the Micro Bot rule (name = command); try again at the
-			// next resync.
-			d.log.Warn("command service did not answer Help", "service", service, "err", err)
-			return
+		e.fetching[version] = true
+		help, ctx := d.help, d.ctx
+		d.helps.Add(1)
+		go func() {
+			defer d.helps.Done()
+			hctx, cancel := context.WithTimeout(context.WithValue(ctx, versionKey{}, []string{version}), 5*time.Second)
+			rsp, err := help(hctx, service)
+			cancel()
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			delete(e.fetching, version)
+			if d.services[service] != e || !slices.Contains(e.versions(), version) {
+				return // gone meanwhile
+			}
+			if err != nil {
+				// Keep the Micro Bot rule (name = command); try again at
+				// the next resync.
+				d.log.Warn("command service did not answer Help", "service", service, "version", version, "err", err)
+				return
+			}
+			e.helps[version] = rsp
+			e.commands = e.commandsOf(service)
+			d.log.Debug("command service help", "service", service, "version", version, "commands", len(e.commands))
+		}()
+	}
+}
+
+// versions returns the versions e's nodes registered, highest first.
+func (e *entry) versions() []string {
+	var out []string
+	for _, v := range e.version {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
 		}
-		e.helped = true
-		e.commands = defaultCommands(service, e.name, rsp)
-		d.log.Debug("command service help", "service", service, "commands", len(e.commands))
-	}()
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(out)))
+	return out
+}
+
+// dropGoneVersions forgets the Help of versions no node serves any more.
+func (e *entry) dropGoneVersions(service string) {
+	live := e.versions()
+	changed := false
+	for v := range e.helps {
+		if !slices.Contains(live, v) {
+			delete(e.helps, v)
+			changed = true
+		}
+	}
+	if changed {
+		e.commands = e.commandsOf(service)
+	}
+}
+
+// commandsOf returns the commands of every version that answered Help,
+// as the highest version that lists each describes it, with the versions
+// that serve it when not all do.
+func (e *entry) commandsOf(service string) []Command {
+	var out []Command
+	at := map[string]int{} // pattern → index in out
+	all := e.versions()
+	for _, v := range all {
+		rsp := e.helps[v]
+		if rsp == nil {
+			continue
+		}
+		for _, c := range defaultCommands(service, e.name, rsp) {
+			i, ok := at[c.Pattern()]
+			if !ok {
+				i = len(out)
+				at[c.Pattern()] = i
+				out = append(out, c)
+			}
+			out[i].Versions = append(out[i].Versions, v)
+		}
+	}
+	if len(out) == 0 {
+		return defaultCommands(service, e.name, nil)
+	}
+	for i := range out {
+		if len(out[i].Versions) == len(all) {
+			out[i].Versions = nil // every version serves it
+		}
+	}
+	return out
+}
+
+// noteNode logs a new node the router cannot call.
+func (d *Directory) noteNode(service string, n *registry.Node) {
+	if d.callable == nil {
+		return
+	}
+	if err := d.callable(service, n); err != nil {
+		d.log.Warn("command service node cannot be called", "service", service, "node", n.Id, "transport", n.Metadata["transport"], "reason", err.Error())
+	}
+}
+
+// uncallableLocked returns why none of e's nodes can be called, or "" if
+// one can.
+func (d *Directory) uncallableLocked(service string, e *entry) string {
+	if d.callable == nil {
+		return ""
+	}
+	var reasons []string
+	for _, n := range e.nodes {
+		err := d.callable(service, n)
+		if err == nil {
+			return ""
+		}
+		reasons = append(reasons, err.Error())
+	}
+	sort.Strings(reasons)
+	return strings.Join(reasons, "; ")
 }
 
 func (e *entry) forget(id string) {
+	delete(e.version, id)
 	delete(e.nodes, id)
 	delete(e.seen, id)
 	delete(e.born, id)
@@ -521,9 +658,10 @@ func (d *Directory) Sync(ctx context.Context) error {
 // listing is the result of listing the registry and looking up each
 // command service in it.
 type listing struct {
-	nodes  map[string][]*registry.Node // listed and looked up (maybe with no nodes)
-	failed map[string]bool             // listed, but the lookup failed
-	errs   []error
+	nodes    map[string][]*registry.Node // listed and looked up (maybe with no nodes)
+	versions map[string]string           // service name + "/" + node id → version
+	failed   map[string]bool             // listed, but the lookup failed
+	errs     []error
 }
 
 func (l listing) err() error { return errors.Join(l.errs...) }
@@ -539,7 +677,7 @@ func (d *Directory) list(ctx context.Context) (listing, error) {
 			names[s.Name] = true
 		}
 	}
-	l := listing{nodes: make(map[string][]*registry.Node, len(names)), failed: map[string]bool{}}
+	l := listing{nodes: make(map[string][]*registry.Node, len(names)), versions: map[string]string{}, failed: map[string]bool{}}
 	var (
 		wg  sync.WaitGroup
 		fmu sync.Mutex
@@ -557,6 +695,9 @@ func (d *Directory) list(ctx context.Context) (listing, error) {
 			var nodes []*registry.Node
 			for _, s := range svcs {
 				nodes = append(nodes, s.Nodes...)
+				for _, n := range s.Nodes {
+					l.versions[name+"/"+n.Id] = s.Version
+				}
 			}
 			l.nodes[name] = nodes
 		})
@@ -580,8 +721,10 @@ func (d *Directory) merge(l listing, started time.Time) {
 		for _, n := range nodes {
 			if _, known := e.nodes[n.Id]; !known {
 				e.born[n.Id] = started
+				d.noteNode(name, n)
 			}
 			e.nodes[n.Id] = n
+			e.version[n.Id] = l.versions[name+"/"+n.Id]
 			if e.seen[n.Id].Before(started) {
 				e.seen[n.Id] = started
 			}
@@ -648,6 +791,7 @@ func (d *Directory) prune(l listing, since time.Time) {
 			}
 			e.forget(id)
 		}
+		e.dropGoneVersions(name)
 		if len(e.nodes) == 0 {
 			delete(d.services, name)
 			d.log.Info("command service gone", "service", name)
@@ -713,15 +857,17 @@ func (d *Directory) Lookup(ctx context.Context, word string) (Command, bool) {
 	}
 	v, _, _ := d.lookups.Do(service, func() (any, error) {
 		svcs, err := d.reg.GetService(service, registry.GetContext(ctx))
-		var nodes []*registry.Node
+		found := false
 		for _, s := range svcs {
-			nodes = append(nodes, s.Nodes...)
+			found = found || len(s.Nodes) > 0
 		}
-		if err != nil || len(nodes) == 0 {
+		if err != nil || !found {
 			d.misses.Store(service, d.now())
 			return false, nil
 		}
-		d.apply("create", &registry.Service{Name: service, Nodes: nodes})
+		for _, s := range svcs {
+			d.apply("create", &registry.Service{Name: service, Version: s.Version, Nodes: s.Nodes})
+		}
 		return true, nil
 	})
 	if !v.(bool) {
@@ -741,8 +887,12 @@ func (d *Directory) Services() int {
 func (d *Directory) Commands() []Command {
 	d.mu.RLock()
 	var out []Command
-	for _, e := range d.services {
-		out = append(out, e.commands...)
+	for name, e := range d.services {
+		why := d.uncallableLocked(name, e)
+		for _, c := range e.commands {
+			c.Unreachable = why
+			out = append(out, c)
+		}
 	}
 	d.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -754,9 +904,11 @@ func (d *Directory) Commands() []Command {
 	return out
 }
 
-// nodes returns the nodes of service to choose from, sorted by id: those
-// not marked down, or all of them if every node is marked down.
-func (d *Directory) nodes(service string) []*registry.Node {
+// nodes returns the nodes of service (of one of versions, unless there
+// are none) to choose from, sorted by id: of those the router can call (all of them if it can
+// call none, so that the call fails saying why), those not marked down, or
+// all of them if every node is marked down.
+func (d *Directory) nodes(service string, versions ...string) []*registry.Node {
 	now := d.now()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -767,9 +919,22 @@ func (d *Directory) nodes(service string) []*registry.Node {
 	all := make([]*registry.Node, 0, len(e.nodes))
 	up := make([]*registry.Node, 0, len(e.nodes))
 	for id, n := range e.nodes {
+		if len(versions) > 0 && !slices.Contains(versions, e.version[id]) {
+			continue
+		}
+		if d.callable != nil && d.callable(service, n) != nil {
+			continue
+		}
 		all = append(all, n)
 		if now.After(e.down[id]) {
 			up = append(up, n)
+		}
+	}
+	if len(all) == 0 {
+		for id, n := range e.nodes {
+			if len(versions) == 0 || slices.Contains(versions, e.version[id]) {
+				all = append(all, n)
+			}
 		}
 	}
 	if len(up) == 0 {
@@ -820,10 +985,10 @@ func (d *Directory) markUp(service, node string) {
 // rotation returns a selector.Next for one call: it starts at a random node
 // and moves to the next one on each retry, so a retry goes elsewhere when
 // there is elsewhere to go.
-func (d *Directory) rotation(service string) func() (*registry.Node, error) {
+func (d *Directory) rotation(service string, versions []string) func() (*registry.Node, error) {
 	offset := rand.IntN(1 << 30)
 	return func() (*registry.Node, error) {
-		nodes := d.nodes(service)
+		nodes := d.nodes(service, versions...)
 		if len(nodes) == 0 {
 			return nil, selector.ErrNoneAvailable
 		}

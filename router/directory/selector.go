@@ -1,6 +1,8 @@
 package directory
 
 import (
+	"context"
+
 	"go-micro.dev/v4/registry"
 	"go-micro.dev/v4/selector"
 )
@@ -47,11 +49,38 @@ func (s dirSelector) Options() selector.Options {
 	return selector.Options{Registry: s.d.reg}
 }
 
-func (s dirSelector) Select(service string, _ ...selector.SelectOption) (selector.Next, error) {
-	if len(s.d.nodes(service)) == 0 {
+func (s dirSelector) Select(service string, opts ...selector.SelectOption) (selector.Next, error) {
+	var versions []string
+	if len(opts) > 0 {
+		var o selector.SelectOptions
+		for _, opt := range opts {
+			opt(&o)
+		}
+		if o.Context != nil {
+			versions, _ = o.Context.Value(versionKey{}).([]string)
+		}
+	}
+	if len(s.d.nodes(service, versions...)) == 0 {
 		return nil, selector.ErrNotFound
 	}
-	return s.d.rotation(service), nil
+	return s.d.rotation(service, versions), nil
+}
+
+// SelectVersion is a select option that picks only nodes of one of
+// versions, or any node if there are none: for the Help call of one
+// version (HelpVersion), and for a command only some versions serve
+// (Command.Versions).
+func SelectVersion(versions ...string) selector.SelectOption {
+	return func(o *selector.SelectOptions) {
+		if len(versions) == 0 {
+			return
+		}
+		ctx := o.Context
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		o.Context = context.WithValue(ctx, versionKey{}, versions)
+	}
 }
 
 // Mark is called by the go-micro client after every call, with its error;

@@ -17,6 +17,7 @@ import (
 
 	"github.com/botmesh/botmesh/sdk/lan"
 	"github.com/botmesh/botmesh/sdk/natstransport"
+	etcdreg "github.com/go-micro/plugins/v4/registry/etcd"
 	natsreg "github.com/go-micro/plugins/v4/registry/nats"
 	natstr "github.com/go-micro/plugins/v4/transport/nats"
 	"github.com/google/uuid"
@@ -28,6 +29,7 @@ import (
 	"go-micro.dev/v4/selector"
 	"go-micro.dev/v4/server"
 	"go-micro.dev/v4/transport"
+	"go.uber.org/zap"
 )
 
 // DefaultNamespace is the registry prefix of command services, as in the
@@ -38,6 +40,7 @@ const DefaultNamespace = "go.micro.bot"
 const (
 	RegistryNATS   = "nats"
 	RegistryMDNS   = "mdns"
+	RegistryEtcd   = "etcd"
 	RegistryMemory = "memory"
 
 	TransportNATS       = "nats"
@@ -53,10 +56,14 @@ type Config struct {
 	NATSURL string
 	// Registry is the go-micro registry that command services register in:
 	// "nats" (default: works wherever NATS does, across hosts and
-	// containers), "mdns" (zero-conf on one LAN; needs multicast) or
-	// "memory" (one process only).
+	// containers), "mdns" (zero-conf on one LAN; needs multicast and the
+	// http transport), "etcd" (go-micro's etcd registry plugin, at
+	// RegistryAddress) or "memory" (one process only). botmesh's own
+	// services register there too.
 	Registry string
-	// RegistryAddress is the registry's address when it is not NATSURL.
+	// RegistryAddress is the registry's address when it is not NATSURL:
+	// for etcd, its client endpoints, host:port (or http://host:port),
+	// comma-separated (default 127.0.0.1:2379).
 	RegistryAddress string
 	// Transport carries command RPCs: "nats" (default: no ports to open,
 	// measured at half the CPU of http and without its rare 5 s stalls),
@@ -126,8 +133,8 @@ func (c *Config) RegisterNATSFlags(fs *flag.FlagSet) {
 
 // RegisterMicroFlags adds the go-micro flags: registry, transport, namespace.
 func (c *Config) RegisterMicroFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Registry, "registry", c.Registry, "go-micro registry: nats, mdns or memory")
-	fs.StringVar(&c.RegistryAddress, "registry_address", c.RegistryAddress, "registry address (default: the NATS URL for the nats registry)")
+	fs.StringVar(&c.Registry, "registry", c.Registry, "go-micro registry: nats, mdns (with --transport http), etcd or memory")
+	fs.StringVar(&c.RegistryAddress, "registry_address", c.RegistryAddress, "registry address (default: the NATS URL for the nats registry; 127.0.0.1:2379 for etcd, comma-separated endpoints)")
 	fs.StringVar(&c.Transport, "transport", c.Transport, "go-micro transport for command RPCs: nats, nats-plugin (same protocol, go-micro's plugin) or http")
 	fs.StringVar(&c.ServerAddress, "server_address", c.ServerAddress, "listen address of command services with the http transport: host:port, or host:first-last for the first free port of a range")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "registry namespace of command services, e.g. com.example.bot")
@@ -141,8 +148,12 @@ func (c Config) Validate() error {
 	}
 	switch c.Registry {
 	case RegistryNATS, RegistryMDNS, RegistryMemory:
+	case RegistryEtcd:
+		if _, err := etcdEndpoints(c.RegistryAddress); err != nil {
+			errs = append(errs, err)
+		}
 	default:
-		errs = append(errs, fmt.Errorf("registry %q is not one of nats, mdns, memory", c.Registry))
+		errs = append(errs, fmt.Errorf("registry %q is not one of nats, mdns, etcd, memory", c.Registry))
 	}
 	switch c.Transport {
 	case TransportNATS, TransportNATSPlugin:
@@ -152,6 +163,11 @@ func (c Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("transport %q is not one of nats, nats-plugin, http", c.Transport))
+	}
+	if c.Registry == RegistryMDNS && c.Transport != TransportHTTP {
+		// go-micro's mdns registry announces host:port; a NATS node's
+		// address is an inbox subject, which it refuses to register.
+		errs = append(errs, fmt.Errorf("the mdns registry needs the http transport (it registers host:port addresses, which NATS nodes do not have): add --transport http"))
 	}
 	if c.Namespace == "" || strings.HasSuffix(c.Namespace, ".") {
 		errs = append(errs, fmt.Errorf("namespace %q must be non-empty and not end with a dot", c.Namespace))
@@ -173,6 +189,9 @@ type Mesh struct {
 	brk  broker.Broker
 	mlog logger.Logger
 	ann  *lan.Announcement
+
+	others      callers             // for nodes on another transport than tr
+	perNodeOpts []client.CallOption // the last options of every call (perNodeClient)
 }
 
 // Option configures Connect.
@@ -283,6 +302,14 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 			addrs = pluginAddrs(splitList(cfg.RegistryAddress))
 		}
 		m.reg = natsreg.NewRegistry(natsreg.Options(pluginOpts), registry.Addrs(addrs...), registry.Logger(m.mlog))
+	case cfg.Registry == RegistryEtcd:
+		endpoints, _ := etcdEndpoints(cfg.RegistryAddress) // validated
+		// The etcd client logs with zap (JSON on stderr, at info): only
+		// its errors.
+		zlog := zap.NewProductionConfig()
+		zlog.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+		m.reg = etcdreg.NewRegistry(registry.Addrs(endpoints...), registry.Timeout(5*time.Second),
+			registry.Logger(m.mlog), etcdreg.LogConfig(&zlog))
 	case cfg.Registry == RegistryMDNS:
 		var ropts []registry.Option
 		if cfg.RegistryAddress != "" {
@@ -292,6 +319,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 	default:
 		m.reg = registry.NewMemoryRegistry(registry.Logger(m.mlog))
 	}
+	m.perNodeOpts = []client.CallOption{client.WithSelectOption(selector.WithFilter(m.callable)), client.WithCallWrapper(m.perNode)}
 	switch cfg.Transport {
 	case TransportNATS:
 		// The process's own connection: the writes of concurrent calls
@@ -414,7 +442,11 @@ func (m *Mesh) NewServer(name string, opts ...server.Option) server.Server {
 }
 
 // NewClient returns a go-micro client on the mesh's registry and transport.
-// Unless opts set another, its selector reads the mesh's registry through
+// It calls each node over the transport the node serves over (its registry
+// metadata says): http nodes over go-micro's http transport, NATS nodes
+// (this transport or go-micro's NATS plugin) over NATS, whatever the mesh's
+// own transport; a node on another transport fails at once with a
+// *TransportError (CanCall). Unless opts set another, its selector reads the mesh's registry through
 // go-micro's cache. Requests are encoded as protobuf, not go-micro v4's
 // default JSON: protobuf ignores fields a service does not know, which is
 // what lets a Micro Bot service (which knows only ExecRequest.args) take a
@@ -429,9 +461,9 @@ func (m *Mesh) NewClient(opts ...client.Option) client.Client {
 		client.WithLogger(m.mlog),
 	}
 	if tr, ok := m.tr.(*natstransport.Transport); ok {
-		return natstransport.NewClient(tr, append(base, opts...)...)
+		return perNodeClient{natstransport.NewClient(tr, append(base, opts...)...), m}
 	}
-	return client.NewClient(append(base, opts...)...)
+	return perNodeClient{client.NewClient(append(base, opts...)...), m}
 }
 
 // Close stops announcing NATS on the LAN (if it did) and drains the NATS
@@ -450,6 +482,29 @@ func (m *Mesh) Close() error {
 		return fmt.Errorf("mesh: drain NATS: %w", err)
 	}
 	return nil
+}
+
+// etcdEndpoints returns the etcd client endpoints of a --registry_address
+// (host:port or http://host:port, comma-separated; default 127.0.0.1:2379),
+// or why it cannot use them. go-micro's etcd plugin skips an address it
+// cannot read, silently, and would then use 127.0.0.1:2379.
+func etcdEndpoints(list string) ([]string, error) {
+	var out []string
+	for _, a := range splitList(list) {
+		if strings.HasPrefix(a, "https://") {
+			return nil, fmt.Errorf("registry_address %q: botmesh does not speak TLS to etcd yet: give an http:// or host:port endpoint", a)
+		}
+		a = strings.TrimPrefix(a, "http://")
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || port == "" || strings.Contains(a, "/") {
+			return nil, fmt.Errorf("registry_address %q is not an etcd endpoint: want host:port, e.g. 127.0.0.1:2379", a)
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		out = []string{"127.0.0.1:2379"}
+	}
+	return out, nil
 }
 
 // pluginAddrs rewrites tls:// URLs as nats:// for the go-micro NATS

@@ -12,12 +12,21 @@ func TestValidate(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	c := DefaultConfig()
-	c.Registry, c.Transport, c.Namespace, c.NATSURL = "etcd", "grpc", "go.micro.", " "
+	c.Registry, c.Transport, c.Namespace, c.NATSURL = "zookeeper", "grpc", "go.micro.", " "
 	err := c.Validate()
-	for _, want := range []string{`registry "etcd"`, `transport "grpc"`, `namespace "go.micro."`, "nats_url is empty"} {
+	for _, want := range []string{`registry "zookeeper"`, `transport "grpc"`, `namespace "go.micro."`, "nats_url is empty"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %s", err, want)
 		}
+	}
+	c = DefaultConfig()
+	c.Registry = RegistryMDNS
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "the mdns registry needs the http transport") {
+		t.Errorf("mdns with the NATS transport: %v", err)
+	}
+	c.Transport = TransportHTTP
+	if err := c.Validate(); err != nil {
+		t.Errorf("mdns with the http transport: %v", err)
 	}
 }
 
@@ -44,5 +53,32 @@ func TestConnectDeadNATS(t *testing.T) {
 	}
 	if d := time.Since(start); d < 250*time.Millisecond || d > 5*time.Second {
 		t.Errorf("gave up after %s, want about 300ms", d)
+	}
+}
+
+// --registry_address for etcd: host:port or http://host:port endpoints;
+// anything else is refused with the reason (go-micro's plugin would skip
+// it silently and use 127.0.0.1:2379).
+func TestEtcdEndpoints(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                    "127.0.0.1:2379",
+		"10.0.0.1:2379, http://10.0.0.2:2379": "10.0.0.1:2379,10.0.0.2:2379",
+		"http://[::1]:2379":                   "[::1]:2379",
+	} {
+		got, err := etcdEndpoints(in)
+		if err != nil || strings.Join(got, ",") != want {
+			t.Errorf("%q: %v %v, want %s", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"etcd.example.com":       `registry_address "etcd.example.com" is not an etcd endpoint: want host:port, e.g. 127.0.0.1:2379`,
+		"https://etcd:2379":      `registry_address "https://etcd:2379": botmesh does not speak TLS to etcd yet`,
+		"http://etcd:2379/v3/kv": `registry_address "etcd:2379/v3/kv" is not an etcd endpoint`,
+	} {
+		c := DefaultConfig()
+		c.Registry, c.RegistryAddress = RegistryEtcd, in
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %s", in, err, want)
+		}
 	}
 }

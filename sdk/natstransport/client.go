@@ -432,3 +432,10 @@ func (cs *calls) deliver(token string, in incoming) bool {
 	}
 	return true
 }
+
+// CallNode makes one attempt on node, with no selection, wrapper or retry:
+// for a client on another transport that meets a node serving over NATS
+// (mesh's per-node transport).
+func (c *Client) CallNode(ctx context.Context, node *registry.Node, req client.Request, rsp interface{}, opts client.CallOptions) error {
+	return c.call(ctx, node, req, rsp, opts)
+}

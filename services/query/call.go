@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/suggest"
 	registrycmd "github.com/botmesh/botmesh/services/registry-cmd"
 	"go-micro.dev/v4/client"
@@ -113,7 +115,10 @@ func callError(ctx context.Context, c Call, limit time.Duration, err error) erro
 	if detail == "" {
 		detail = err.Error()
 	}
+	var wrongTransport *mesh.TransportError
 	switch {
+	case errors.As(err, &wrongTransport):
+		return wrongTransport
 	case timedOut(ctx, e.Code, detail):
 		return fmt.Errorf("no answer from %s (%s) within %s", c.Service, c.Method, limit.Round(time.Millisecond))
 	case strings.Contains(detail, "can't find method") || strings.Contains(detail, "can't find service"):

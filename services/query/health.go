@@ -2,12 +2,14 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/botmesh/botmesh/sdk/mesh"
 	registrycmd "github.com/botmesh/botmesh/services/registry-cmd"
 	"go-micro.dev/v4/client"
 	dbgpb "go-micro.dev/v4/debug/proto"
@@ -38,7 +40,10 @@ const (
 // NodeHealth is the health of one node.
 type NodeHealth struct {
 	ID, Address, Version string
-	State                State
+	// Transport is what the node serves over, as it registered it
+	// ("http", "nats", …; empty if it does not say).
+	Transport string
+	State     State
 	// Status is what Debug.Health answered (for Healthy and Unhealthy).
 	Status string
 	// Detail explains a state other than Healthy.
@@ -67,15 +72,23 @@ func (h *Handler) health(ctx context.Context, args []string) (string, error) {
 // own address (not through load balancing), within the health timeout.
 // The result is sorted by node id.
 func (h *Handler) Check(ctx context.Context, service string, svcs []*registry.Service) []NodeHealth {
-	var out []NodeHealth
+	type checked struct {
+		NodeHealth
+		node *registry.Node
+	}
+	var nodes []checked
 	for _, s := range svcs {
 		for _, n := range s.Nodes {
 			if n != nil {
-				out = append(out, NodeHealth{ID: n.Id, Address: n.Address, Version: s.Version})
+				nodes = append(nodes, checked{NodeHealth{ID: n.Id, Address: n.Address, Version: s.Version, Transport: mesh.NodeTransport(n)}, n})
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
+	out := make([]NodeHealth, len(nodes))
+	for i := range nodes {
+		out[i] = nodes[i].NodeHealth
+	}
 	dbg := dbgpb.NewDebugService(service, h.cl)
 	var wg sync.WaitGroup
 	for i := range out {
@@ -84,7 +97,7 @@ func (h *Handler) Check(ctx context.Context, service string, svcs []*registry.Se
 			defer cancel()
 			started := time.Now()
 			rsp, err := dbg.Health(nctx, &dbgpb.HealthRequest{Service: service},
-				client.WithAddress(out[i].Address),
+				mesh.WithNode(nodes[i].node),
 				client.WithRetries(0),
 				client.WithCallWrapper(connectionTimeout),
 				client.WithRequestTimeout(limit))
@@ -112,7 +125,11 @@ func classify(ctx context.Context, n *NodeHealth, rsp *dbgpb.HealthResponse, err
 	if detail == "" {
 		detail = err.Error()
 	}
+	var wrongTransport *mesh.TransportError
 	switch {
+	case errors.As(err, &wrongTransport):
+		n.State = Unreachable
+		n.Detail = fmt.Sprintf("it serves over %s, which botmesh cannot call (it calls go-micro nodes over http, NATS and gRPC)", wrongTransport.Transport)
 	case timedOut(ctx, e.Code, detail):
 		n.State = Timeout
 		n.Detail = fmt.Sprintf("no answer within %s", limit.Round(time.Millisecond))
@@ -153,9 +170,22 @@ func RenderHealth(service string, nodes []NodeHealth) string {
 		if n.Detail != "" && n.State != Healthy {
 			fmt.Fprintf(&b, "\n  %s", n.Detail)
 		}
-		fmt.Fprintf(&b, "\n  address: %s", n.Address)
+		fmt.Fprintf(&b, "\n  address: %s", address(n))
 	}
 	return b.String()
+}
+
+// address says where a node is, as a user can use it: a NATS node's
+// address is an inbox subject of no use outside NATS.
+func address(n NodeHealth) string {
+	switch {
+	case n.Transport == "nats" || n.Transport == "" && strings.HasPrefix(n.Address, "_INBOX."):
+		return "over NATS"
+	case n.Transport != "":
+		return n.Address + " (" + n.Transport + ")"
+	default:
+		return n.Address
+	}
 }
 
 // latency rounds a duration for reading: 3 significant digits at most.

@@ -32,6 +32,11 @@ type Platform interface {
 	// Say makes a human user say text to the bot in c (mentioning the bot
 	// where the platform requires it to be addressed).
 	Say(t *testing.T, c Conversation, text string)
+	// SayAsTyped makes the same user say text in c exactly as written,
+	// adding no mention: the suite checks the addressing rule with it.
+	SayAsTyped(t *testing.T, c Conversation, text string)
+	// Addressing says how users address the bot on the platform.
+	Addressing() Addressing
 	// Posted returns the next message the bot posted, failing t after d.
 	Posted(t *testing.T, d time.Duration) Post
 	// MaxText is the longest text a user can send on the platform.
@@ -51,6 +56,22 @@ type Conversation struct {
 	Name string
 	// Direct is true for a one-to-one conversation.
 	Direct bool
+	// Asker is how the bot names the user before its replies there
+	// ("alice: "), empty where it names nobody.
+	Asker string
+}
+
+// Addressing is how users address the bot on a platform (see
+// adapter.Addressing); the suite's inputs use the prefix "!"
+// (adapter.DefaultPrefix).
+type Addressing struct {
+	// Name is the bot's name in rooms ("botmesh"): "botmesh: ping"; empty
+	// where it has none.
+	Name string
+	// Mention is a mention of the bot as the platform delivers it:
+	// "@botmesh" on IRC and XMPP, "<@UBOT0001>" on Slack; empty where
+	// there is none.
+	Mention string
 }
 
 // Post is a message the bot posted.
@@ -62,6 +83,7 @@ type Post struct {
 // Run runs the conformance suite against p. Every input runs it.
 func Run(t *testing.T, p Platform) {
 	t.Run("round trip", func(t *testing.T) { roundTrip(t, p) })
+	t.Run("addressing", func(t *testing.T) { addressing(t, p) })
 	t.Run("bot messages ignored", func(t *testing.T) {
 		bs, ok := p.(BotSayer)
 		if !ok {
@@ -132,8 +154,57 @@ func roundTrip(t *testing.T, p Platform) {
 			t.Errorf("%s: the same user has id %q here and %q before", c.Name, ev.GetFrom().GetId(), from)
 		}
 		post := p.Posted(t, 10*time.Second)
-		if post.Text != "re: "+text || post.Conversation != c.Name {
-			t.Errorf("%s: bot posted %q in %q, want %q there", c.Name, post.Text, post.Conversation, "re: "+text)
+		if want := c.Asker + "re: " + text; post.Text != want || post.Conversation != c.Name {
+			t.Errorf("%s: bot posted %q in %q, want %q there", c.Name, post.Text, post.Conversation, want)
+		}
+	}
+}
+
+// addressing checks the rule of adapter.Addressing through the platform:
+// in a room the bot takes "@bot cmd" (the platform's mention), "bot: cmd",
+// "bot, cmd" and "!cmd", and is silent on anything else, its name starting
+// a sentence included; in a direct conversation it takes everything, a
+// leading address dropped. Room events are marked (adapter.MetaRoom) with
+// how to address the bot there (adapter.MetaAddress); direct ones are not.
+func addressing(t *testing.T, p Platform) {
+	h := start(t, p, gateway.Config{})
+	a := p.Addressing()
+	for _, c := range p.Conversations() {
+		var said, silent []string
+		said = append(said, "!ping")
+		if a.Mention != "" {
+			said = append(said, a.Mention+" ping")
+		}
+		if a.Name != "" {
+			said = append(said, a.Name+": ping", a.Name+", ping")
+			silent = append(silent, a.Name+" is acting up again", a.Name+" ping")
+		}
+		silent = append(silent, "ping", "!!!")
+		if c.Direct {
+			said = append(said, "ping")
+			silent = nil
+		}
+		for i, text := range said {
+			if i == 0 {
+				for _, s := range silent {
+					p.SayAsTyped(t, c, s)
+				}
+			}
+			p.SayAsTyped(t, c, text)
+			ev := h.event(t)
+			if got := string(ev.GetData()); got != "ping" {
+				t.Errorf("%s: %q gave the event %q, want \"ping\" (after %q, which must not reach the router)", c.Name, text, got, silent)
+			}
+			room, addr := ev.GetMeta()[adapter.MetaRoom], ev.GetMeta()[adapter.MetaAddress]
+			if c.Direct && (room != "" || addr != "") {
+				t.Errorf("%s: a direct message marked as a room: %q %q", c.Name, room, addr)
+			}
+			if !c.Direct && (room != "true" || !strings.Contains(addr, "!help")) {
+				t.Errorf("%s: a room message marked %s=%q %s=%q, want true and how to address the bot", c.Name, adapter.MetaRoom, room, adapter.MetaAddress, addr)
+			}
+			if post := p.Posted(t, 10*time.Second); post.Text != c.Asker+"re: ping" || post.Conversation != c.Name {
+				t.Errorf("%s: %q: bot posted %q in %q, want %q", c.Name, text, post.Text, post.Conversation, c.Asker+"re: ping")
+			}
 		}
 	}
 }

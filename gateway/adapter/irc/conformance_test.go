@@ -23,7 +23,7 @@ const (
 func newInput(t *testing.T, srv *ircdtest.Server, extra ...string) *ircgw.Input {
 	t.Helper()
 	args := append([]string{"--irc_server=" + srv.Addr, "--irc_nick=" + botNick, "--irc_channels=" + channel}, extra...)
-	return initInput(t, args, adapter.Env{Log: meshtest.Logger(t)})
+	return initInput(t, args, adapter.Env{Log: meshtest.Logger(t), Prefix: adapter.DefaultPrefix})
 }
 
 func initInput(t *testing.T, args []string, env adapter.Env) *ircgw.Input {
@@ -54,7 +54,7 @@ func (p *platform) NewInput(t *testing.T) adapter.Input {
 }
 
 func (p *platform) Conversations() []adaptertest.Conversation {
-	return []adaptertest.Conversation{{Name: "dm", Direct: true}, {Name: channel}}
+	return []adaptertest.Conversation{{Name: "dm", Direct: true}, {Name: channel, Asker: "alice: "}}
 }
 
 func (p *platform) Say(t *testing.T, c adaptertest.Conversation, text string) {
@@ -65,6 +65,20 @@ func (p *platform) Say(t *testing.T, c adaptertest.Conversation, text string) {
 		return
 	}
 	p.alice.Say(t, channel, botNick+": "+text)
+}
+
+func (p *platform) SayAsTyped(t *testing.T, c adaptertest.Conversation, text string) {
+	t.Helper()
+	p.alice.WaitMember(t, channel, botNick, 15*time.Second)
+	if c.Direct {
+		p.alice.Say(t, botNick, text)
+		return
+	}
+	p.alice.Say(t, channel, text)
+}
+
+func (p *platform) Addressing() adaptertest.Addressing {
+	return adaptertest.Addressing{Name: botNick, Mention: "@" + botNick}
 }
 
 func (p *platform) Posted(t *testing.T, d time.Duration) adaptertest.Post {

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	"github.com/ergochat/irc-go/ircevent"
 	"github.com/ergochat/irc-go/ircmsg"
 )
@@ -27,40 +27,22 @@ type link struct {
 	lastErr string          // the server's last ERROR line
 }
 
-// run connects and keeps the input connected until ctx ends. The first
-// attempt's result goes to first.
+// run connects and keeps the input connected until ctx ends
+// (adapter.Backoff). The first attempt's result goes to first.
 func (in *Input) run(ctx context.Context, first chan<- error) {
-	wait := time.Second
-	for attempt := 1; ; attempt++ {
+	adapter.Backoff{Initial: time.Second, Max: in.cfg.ReconnectMax}.Run(ctx, in.log, first, func(ctx context.Context) (func(context.Context) error, error) {
 		began := time.Now()
 		l, err := in.connect(ctx)
-		if first != nil {
-			first <- err
-			first = nil
-			if err != nil {
-				return
-			}
+		if err != nil {
+			return nil, err
 		}
-		if err == nil {
-			in.log.Info("connected", "server", in.cfg.Server, "nick", l.c.CurrentNick(), "tls", in.cfg.TLS, "took", time.Since(began).Round(time.Millisecond))
+		in.log.Info("connected", "server", in.cfg.Server, "nick", l.c.CurrentNick(), "tls", in.cfg.TLS, "took", time.Since(began).Round(time.Millisecond))
+		return func(ctx context.Context) error {
 			in.setLink(l)
-			err = l.serve(ctx)
-			in.setLink(nil)
-			attempt, wait = 1, time.Second
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		in.log.Warn("disconnected; reconnecting", "err", err, "attempt", attempt, "retry_in", wait)
-		// Up to a fifth more, so that many gateways do not all come back
-		// at the same instant.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait + rand.N(wait/5+1)):
-		}
-		wait = min(2*wait, in.cfg.ReconnectMax)
-	}
+			defer in.setLink(nil)
+			return l.serve(ctx)
+		}, nil
+	})
 }
 
 // connect dials, registers (CAP, SASL, NICK/USER; a taken nick becomes
@@ -229,6 +211,10 @@ func (l *link) budget(target string) int {
 }
 
 func (l *link) privmsg(m ircmsg.Message) {
+	if l.in.pastes.take(m) {
+		l.in.log.Debug("next piece of a split message", "from", m.Nick())
+		return
+	}
 	s := self{
 		nick:      l.c.CurrentNick(),
 		want:      l.in.cfg.Nick,
@@ -245,7 +231,7 @@ func (l *link) privmsg(m ircmsg.Message) {
 		return
 	}
 	l.in.log.Debug("message received", "from", ev.GetFrom().GetId(), "to", ev.GetTo(), "event", ev.GetId())
-	l.in.emit(ev)
+	l.in.pastes.hold(m, ev)
 }
 
 // wake tells the sender that something changed.

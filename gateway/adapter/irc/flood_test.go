@@ -44,7 +44,7 @@ func TestPacingKeepsTheBotConnected(t *testing.T) {
 		adapter.Env{Log: slog.New(slog.NewTextHandler(&floodLog, nil))})
 	serve(t, flooder, func(string) string { return strings.Join(flood, "\n") })
 	alice.WaitMember(t, channel, "flooder", 15*time.Second)
-	alice.Say(t, channel, "flooder: flood")
+	alice.Say(t, "flooder", "flood")
 	// The server says why in an ERROR line ("RecvQ exceeded"), which the
 	// bot logs unless the connection was reset before it could read it;
 	// then the failed write is the reason.
@@ -66,7 +66,7 @@ func TestPacingKeepsTheBotConnected(t *testing.T) {
 		adapter.Env{Log: slog.New(slog.NewTextHandler(io.MultiWriter(&botLog, t.Output()), nil))})
 	serve(t, bot, func(string) string { return reply })
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
-	alice.Say(t, channel, botNick+": lines")
+	alice.Say(t, botNick, "lines") // in private: pacing is the subject, not the channel
 	began := time.Now()
 	for i := range n {
 		m := alice.NextFrom(t, botNick, 30*time.Second)

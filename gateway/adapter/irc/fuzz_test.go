@@ -6,11 +6,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ergochat/irc-go/ircfmt"
 	"github.com/ergochat/irc-go/ircmsg"
 )
 
-// Seeds are in testdata/fuzz/<target>/: lines as servers send them,
-// addressed commands in the forms users write, replies with long lines.
+// Seeds are in testdata/fuzz/<target>/: lines as servers send them and
+// replies with long lines. The addressing rule is fuzzed in package
+// adapter.
 
 // FuzzNormalizeLine parses any line from a server as the connection does
 // and normalises it: an event has trimmed non-empty text taken from the
@@ -43,7 +45,7 @@ func FuzzNormalizeLine(f *testing.F) {
 			t.Fatalf("a %s became an event", m.Command)
 		}
 		if isChannel(m.Params[0], s.chanTypes) {
-			if _, ok := Addressed(m.Params[1], s.nick, s.prefix); !ok {
+			if _, ok := s.addressing().Room(ircfmt.Strip(m.Params[1])); !ok {
 				t.Fatalf("channel line %q was not addressed to the bot", line)
 			}
 			if ev.GetTo() != m.Params[0] {
@@ -55,30 +57,6 @@ func FuzzNormalizeLine(f *testing.F) {
 		again, _ := normalize(m, s, now)
 		if again.GetId() != ev.GetId() {
 			t.Fatal("the id changes")
-		}
-	})
-}
-
-// FuzzAddressed checks the addressing rule: a command comes from a text
-// that starts (after blanks) with the prefix, or with the nick and ":" or
-// ",", and is a trimmed part of it.
-func FuzzAddressed(f *testing.F) {
-	f.Fuzz(func(t *testing.T, text, nick, prefix string) {
-		cmd, ok := Addressed(text, nick, prefix)
-		if !ok {
-			return
-		}
-		lead := strings.TrimLeft(text, " \t")
-		if cmd != strings.TrimSpace(cmd) || !strings.Contains(text, cmd) {
-			t.Fatalf("command %q is not a trimmed part of %q", cmd, text)
-		}
-		byPrefix := prefix != "" && strings.HasPrefix(lead, prefix)
-		byNick := nick != "" && len(lead) > len(nick) && foldEqual(lead[:len(nick)], nick) && strings.ContainsRune(":,", rune(lead[len(nick)]))
-		if !byPrefix && !byNick {
-			t.Fatalf("%q addressed with nick %q prefix %q", text, nick, prefix)
-		}
-		if byPrefix && cmd == "" {
-			t.Fatal("a bare prefix is a command")
 		}
 	})
 }

@@ -1,7 +1,8 @@
 // Package ircgw is the IRC input (github.com/ergochat/irc-go): the bot
 // connects to a server (TLS and SASL optional), joins channels, and answers
-// in a channel when addressed ("botmesh: ping", "botmesh, ping", or a
-// prefix such as "!ping") and in private messages.
+// in a channel when addressed (adapter.Addressing: "botmesh: ping",
+// "botmesh, ping", "@botmesh ping" or the prefix, "!ping") and in private
+// messages.
 //
 // Replies are split into lines that fit IRC's 512-byte limit as the server
 // relays them, and sent through one paced queue per connection so that the
@@ -55,7 +56,9 @@ type Config struct {
 	// Channels to join (--irc_channels, comma-separated: #ops,#dev).
 	Channels []string
 	// Prefix also addresses the bot in a channel when a message starts
-	// with it (--irc_prefix, "!": "!ping"); empty turns it off.
+	// with it ("!ping"); empty turns it off. Init sets it from --prefix,
+	// which all inputs share, unless --irc_prefix (its old name, for IRC
+	// only) is given.
 	Prefix string
 	// SASLUser logs in to the network's account with SASL PLAIN
 	// (--irc_sasl_user); use it with TLS.
@@ -88,19 +91,25 @@ type Config struct {
 	// MaxLines is the most lines one reply may take; a longer reply is cut
 	// with a note (--irc_max_lines).
 	MaxLines int
+	// ChannelLines is the most lines of an answer posted in a channel: a
+	// longer one goes to the asker in a private message, and one line in
+	// the channel says so, rather than flooding the channel for seconds at
+	// the paced rate (--irc_channel_lines; 0: every answer in the channel).
+	ChannelLines int
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
 		Nick:         "botmesh",
-		Prefix:       "!",
+		Prefix:       adapter.DefaultPrefix,
 		KeepAlive:    time.Minute,
 		Timeout:      30 * time.Second,
 		ReconnectMax: time.Minute,
 		SendBurst:    5,
 		SendInterval: time.Second,
 		MaxLines:     60,
+		ChannelLines: 4,
 	}
 }
 
@@ -111,12 +120,15 @@ type Secret = secret.Value
 type Input struct {
 	cfg Config
 	log *slog.Logger
+	// ownPrefix: --irc_prefix was given, and wins over --prefix.
+	ownPrefix bool
 
 	// Set by Init.
 	password string
 	tls      *tls.Config
 
 	events    chan *chatopsv1.Event
+	pastes    *pastes // messages split by the client, being joined
 	out       *outbox
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -143,7 +155,7 @@ func New() adapter.Input { return NewWithConfig(DefaultConfig()) }
 
 // NewWithConfig returns an IRC input with cfg as its flags' defaults.
 func NewWithConfig(cfg Config) *Input {
-	return &Input{
+	in := &Input{
 		cfg:    cfg,
 		log:    slog.New(slog.DiscardHandler),
 		events: make(chan *chatopsv1.Event, 256),
@@ -151,6 +163,8 @@ func NewWithConfig(cfg Config) *Input {
 		done:   make(chan struct{}),
 		change: make(chan struct{}),
 	}
+	in.pastes = newPastes(in.emit)
+	return in
 }
 
 // String implements adapter.Input.
@@ -168,7 +182,10 @@ func (in *Input) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CAFile, "irc_ca_file", c.CAFile, "PEM file of certificate authorities to trust besides the system's")
 	fs.StringVar(&c.Nick, "irc_nick", c.Nick, "nick of the bot; users address it with \"nick: command\" in channels")
 	fs.Var(flagenv.List(&c.Channels), "irc_channels", "comma-separated channels to join (#ops,#dev)")
-	fs.StringVar(&c.Prefix, "irc_prefix", c.Prefix, "a channel message starting with this is a command for the bot (empty: off)")
+	fs.Func("irc_prefix", "IRC only, instead of --prefix: a channel message starting with this is a command for the bot (empty: off)", func(v string) error {
+		c.Prefix, in.ownPrefix = v, true
+		return nil
+	})
 	fs.StringVar(&c.SASLUser, "irc_sasl_user", c.SASLUser, "account to log in to with SASL PLAIN (use with --irc_tls)")
 	fs.Var(&c.SASLPassword, "irc_sasl_password", "SASL password (prefer the environment variable or --irc_sasl_password_file)")
 	fs.StringVar(&c.SASLPasswordFile, "irc_sasl_password_file", c.SASLPasswordFile, "file holding the SASL password")
@@ -178,6 +195,7 @@ func (in *Input) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.SendBurst, "irc_send_burst", c.SendBurst, "lines sent at once before pacing starts")
 	fs.DurationVar(&c.SendInterval, "irc_send_interval", c.SendInterval, "time between lines after the burst, so that flood control does not disconnect the bot")
 	fs.IntVar(&c.MaxLines, "irc_max_lines", c.MaxLines, "most lines one reply may take; longer replies are cut with a note")
+	fs.IntVar(&c.ChannelLines, "irc_channel_lines", c.ChannelLines, "most lines of an answer posted in a channel; a longer one goes to the asker in a private message, with a note in the channel (0: all in the channel)")
 }
 
 // Validate checks the config and returns what is wrong, in words for a
@@ -220,6 +238,9 @@ func (c Config) Validate() error {
 	if c.MaxLines < 2 {
 		errs = append(errs, fmt.Errorf("--irc_max_lines %d is below 2", c.MaxLines))
 	}
+	if c.ChannelLines < 0 {
+		errs = append(errs, fmt.Errorf("--irc_channel_lines %d is negative", c.ChannelLines))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("irc: %w", err)
 	}
@@ -231,6 +252,9 @@ func (c Config) Validate() error {
 func (in *Input) Init(env adapter.Env) error {
 	if env.Log != nil {
 		in.log = env.Log
+	}
+	if !in.ownPrefix {
+		in.cfg.Prefix = env.Prefix
 	}
 	c := in.cfg
 	if err := c.Validate(); err != nil {
@@ -327,6 +351,9 @@ func (in *Input) Stop(ctx context.Context) error {
 	cancel := in.cancel
 	in.mu.Unlock()
 	in.stopOnce.Do(func() { close(in.stop) })
+	if n := in.pastes.drop(); n > 0 {
+		in.log.Warn("split messages dropped at stop, before their last piece came", "messages", n)
+	}
 	if cancel == nil { // never started
 		return nil
 	}
@@ -372,7 +399,8 @@ func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 }
 
 // Send implements adapter.Conn: it queues the reply's lines for the
-// channel or nick the message came from and returns; the sender posts them
+// channel or nick the message came from (in a channel, naming the asker:
+// "alice: pong") and returns; the sender posts them
 // at the paced rate, after a reconnect if need be. It fails only when the
 // queue is full or the input stopped.
 func (in *Input) Send(_ context.Context, ev *chatopsv1.Event) error {
@@ -388,20 +416,43 @@ func (in *Input) Send(_ context.Context, ev *chatopsv1.Event) error {
 		return adapter.ErrClosed
 	default:
 	}
-	limit := budget(in.cfg.Nick+"_99", "", target) // a fallback nick is longer
-	if l, _ := in.current(); l != nil {
-		limit = l.budget(target)
+	limit := in.budget(target)
+	text := string(ev.GetData())
+	if len(splitReply(text, limit)) == 0 {
+		text = "(empty reply)"
 	}
-	lines := splitReply(string(ev.GetData()), limit)
-	if len(lines) == 0 {
-		lines = []string{"(empty reply)"}
+	nick := ev.GetMeta()[MetaNick]
+	room := ev.GetMeta()[adapter.MetaRoom] == "true"
+	if room && nick != "" && !strings.ContainsAny(nick, " ,\x00\r\n") && in.cfg.ChannelLines > 0 {
+		if private := splitReply(text, in.budget(nick)); len(private) > in.cfg.ChannelLines {
+			// A long answer in a channel floods it for seconds (1 line
+			// a second after the burst): it goes to the asker.
+			private = cutLines(private, in.cfg.MaxLines)
+			note := adapter.NameAsker(nick, fmt.Sprintf("sent you the %d lines in a private message", len(private)))
+			if err := in.out.add(batch{target, []string{note}}, batch{nick, private}); err != nil {
+				return fmt.Errorf("irc: reply to %s: %w", nick, err)
+			}
+			in.log.Debug("reply queued in private", "channel", target, "nick", nick, "event", ev.GetInReplyTo(), "lines", len(private))
+			return nil
+		}
 	}
-	lines = cutLines(lines, in.cfg.MaxLines)
-	if err := in.out.add(target, lines); err != nil {
+	if room {
+		text = adapter.NameAsker(nick, text)
+	}
+	lines := cutLines(splitReply(text, limit), in.cfg.MaxLines)
+	if err := in.out.add(batch{target, lines}); err != nil {
 		return fmt.Errorf("irc: reply to %s: %w", target, err)
 	}
 	in.log.Debug("reply queued", "target", target, "event", ev.GetInReplyTo(), "lines", len(lines))
 	return nil
+}
+
+// budget is how many bytes of text fit in one line to target.
+func (in *Input) budget(target string) int {
+	if l, _ := in.current(); l != nil {
+		return l.budget(target)
+	}
+	return budget(in.cfg.Nick+"_99", "", target) // a fallback nick is longer
 }
 
 // emit hands an event to Recv, waiting while the gateway is busy.

@@ -8,6 +8,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,19 +70,20 @@ func TestAddressing(t *testing.T) {
 	events := serve(t, newInput(t, srv), echo)
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 
-	for _, text := range []string{"ping", "botmesh ping", "hello botmesh: ping", "botmeshy: ping", "\x01ACTION waves\x01", "!"} {
+	for _, text := range []string{"ping", "botmesh ping", "botmesh is acting up again", "hello botmesh: ping", "botmeshy: ping", "\x01ACTION waves\x01", "!", "!!!"} {
 		alice.Say(t, channel, text)
 	}
 	for _, tc := range []struct{ say, want string }{
 		{"botmesh: ping 1", "ping 1"},
 		{"BotMesh, ping 2", "ping 2"},
 		{"!ping 3", "ping 3"},
+		{"@botmesh ping 4", "ping 4"},
 		{"botmesh: \x02bold\x02 \x0304red\x03", "bold red"},
 	} {
 		alice.Say(t, channel, tc.say)
 		m := alice.NextFrom(t, botNick, 15*time.Second)
-		if m.Target != channel || m.Text != "re: "+tc.want {
-			t.Errorf("%q: the bot said %q to %s, want %q in %s (an unaddressed message answered?)", tc.say, m.Text, m.Target, "re: "+tc.want, channel)
+		if m.Target != channel || m.Text != "alice: re: "+tc.want {
+			t.Errorf("%q: the bot said %q to %s, want %q in %s (an unaddressed message answered?)", tc.say, m.Text, m.Target, "alice: re: "+tc.want, channel)
 		}
 	}
 	ev := <-events
@@ -91,7 +93,8 @@ func TestAddressing(t *testing.T) {
 	for _, tc := range []struct{ say, want string }{
 		{"ping", "ping"},
 		{"botmesh: ping", "ping"},
-		{"!ping", "!ping"}, // in private the prefix is part of the text
+		{"!ping", "ping"},
+		{"botmesh is slow", "botmesh is slow"}, // in private every message is for the bot
 	} {
 		alice.Say(t, botNick, tc.say)
 		m := alice.NextFrom(t, botNick, 15*time.Second)
@@ -105,6 +108,8 @@ func TestAddressing(t *testing.T) {
 
 // Long and multi-line replies arrive whole, in lines the server relays
 // unchanged, in order; beyond --irc_max_lines they are cut with a note.
+// (Asked in private: in a channel the bot names the asker first, see
+// TestChannelReplies.)
 func TestLongReplies(t *testing.T) {
 	srv := ircdtest.Start(t)
 	alice := srv.Connect(t, "alice", false)
@@ -129,7 +134,7 @@ func TestLongReplies(t *testing.T) {
 		var got []string
 		for range n {
 			m := alice.NextFrom(t, botNick, 20*time.Second)
-			if len(":botmesh!~botmesh@127.0.0.1 PRIVMSG #botmesh :"+m.Text+"\r\n") > 512 {
+			if len(":botmesh!~botmesh@127.0.0.1 PRIVMSG "+m.Target+" :"+m.Text+"\r\n") > 512 {
 				t.Errorf("line of %d bytes: %q", len(m.Text), m.Text)
 			}
 			got = append(got, m.Text)
@@ -145,26 +150,26 @@ func TestLongReplies(t *testing.T) {
 		}
 		return got
 	}
-	alice.Say(t, channel, "botmesh: long")
+	alice.Say(t, botNick, "long")
 	// A long line with spaces wraps between words: the pieces joined by
 	// spaces give it back.
 	if got := readAll(long, " "); strings.Join(got, " ") != long || len(got) < 3 {
 		t.Errorf("long line: got %d pieces joining to %q, want %q", len(got), strings.Join(got, " "), long)
 	}
-	alice.Say(t, channel, "botmesh: lines")
+	alice.Say(t, botNick, "lines")
 	if got := read(3); strings.Join(got, "|") != "first|third|fourth" {
 		t.Errorf("multi-line: got %q", got)
 	}
-	alice.Say(t, channel, "botmesh: too many")
+	alice.Say(t, botNick, "too many")
 	if got := read(5); strings.Join(got[:4], "|") != "line|line|line|line" || got[4] != "… [cut: 8 more lines not shown]" {
 		t.Errorf("12 lines, --irc_max_lines=5: got %q", got)
 	}
-	alice.Say(t, channel, "botmesh: unicode")
+	alice.Say(t, botNick, "unicode")
 	if got := readAll(replies["unicode"], ""); strings.Join(got, "") != replies["unicode"] || len(got) < 3 {
 		t.Errorf("1200 bytes of é: got %q", got)
 	}
 	for _, tc := range []struct{ ask, want string }{{"nul", "ab"}, {"empty", "(empty reply)"}, {"colon", ":)"}, {"leading", " indented"}, {"tabs only", "(empty reply)"}} {
-		alice.Say(t, channel, "botmesh: "+tc.ask)
+		alice.Say(t, botNick, tc.ask)
 		if got := read(1); got[0] != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.ask, got[0], tc.want)
 		}
@@ -181,7 +186,7 @@ func TestNickTaken(t *testing.T) {
 	serve(t, newInput(t, srv, "--irc_keepalive=5s", "--irc_timeout=5s"), echo)
 	alice.WaitMember(t, channel, botNick+"_0", 15*time.Second)
 	alice.Say(t, channel, botNick+"_0: ping")
-	if m := alice.NextFrom(t, botNick+"_0", 15*time.Second); m.Text != "re: ping" {
+	if m := alice.NextFrom(t, botNick+"_0", 15*time.Second); m.Text != "alice: re: ping" {
 		t.Errorf("as %s_0: got %q", botNick, m.Text)
 	}
 	began := time.Now()
@@ -189,7 +194,7 @@ func TestNickTaken(t *testing.T) {
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 	t.Logf("measured: the bot took its nick back %s after it was freed (keep-alive 5s)", time.Since(began).Round(time.Millisecond))
 	alice.Say(t, channel, botNick+": ping")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: ping" {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: ping" {
 		t.Errorf("as %s again: got %q", botNick, m.Text)
 	}
 }
@@ -204,7 +209,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	serve(t, in, echo)
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 	alice.Say(t, channel, botNick+": before")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: before" {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: before" {
 		t.Fatalf("before the restart: got %q", m.Text)
 	}
 	began := time.Now()
@@ -214,7 +219,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	alice.WaitMember(t, channel, botNick, 30*time.Second)
 	t.Logf("measured: the bot was back in %s %s after the restart began", channel, time.Since(began).Round(time.Millisecond))
 	alice.Say(t, channel, botNick+": after")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: after" || m.Target != channel {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: after" || m.Target != channel {
 		t.Errorf("channel after the restart: got %q to %s", m.Text, m.Target)
 	}
 	alice.Say(t, botNick, "private after")
@@ -256,7 +261,7 @@ func TestKeepAliveNoticesHungServer(t *testing.T) {
 	for {
 		alice.Say(t, channel, botNick+": still there?")
 		if m, ok := alice.Receive(3 * time.Second); ok {
-			if !strings.HasPrefix(m.From, botNick) || m.Text != "re: still there?" {
+			if !strings.HasPrefix(m.From, botNick) || m.Text != "alice: re: still there?" {
 				t.Errorf("after the hang: %s said %q", m.From, m.Text)
 			}
 			t.Logf("measured: answered again %s after the server resumed, as %s", time.Since(resumed).Round(time.Millisecond), m.From)
@@ -275,7 +280,7 @@ func TestTLS(t *testing.T) {
 	serve(t, newInput(t, srv, "--irc_server="+srv.TLSAddr, "--irc_tls", "--irc_ca_file="+srv.CAFile), echo)
 	alice.WaitMember(t, channel, botNick, 15*time.Second)
 	alice.Say(t, channel, botNick+": over tls")
-	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "re: over tls" {
+	if m := alice.NextFrom(t, botNick, 15*time.Second); m.Text != "alice: re: over tls" {
 		t.Errorf("over TLS: got %q", m.Text)
 	}
 
@@ -346,5 +351,119 @@ func TestStopBeforeStart(t *testing.T) {
 	conn, _ := in.Stream(context.Background())
 	if _, err := conn.Recv(context.Background()); !errors.Is(err, adapter.ErrClosed) {
 		t.Errorf("Recv after Stop: %v, want adapter.ErrClosed", err)
+	}
+}
+
+// In a channel the bot names the asker; an answer of more than
+// --irc_channel_lines (4) lines goes to the asker in a private message,
+// and one line in the channel says so; in private nothing changes.
+func TestChannelReplies(t *testing.T) {
+	srv := ircdtest.Start(t)
+	alice := srv.Connect(t, "alice", false)
+	alice.Join(t, channel)
+	numbered := func(n int) string {
+		var b strings.Builder
+		for i := 1; i <= n; i++ {
+			fmt.Fprintf(&b, "line %d of %d\n", i, n)
+		}
+		return b.String()
+	}
+	serve(t, newInput(t, srv), func(text string) string {
+		n, err := strconv.Atoi(strings.TrimPrefix(text, "lines "))
+		if err != nil {
+			return "re: " + text
+		}
+		return numbered(n)
+	})
+	alice.WaitMember(t, channel, botNick, 15*time.Second)
+
+	read := func(n int) []ircdtest.Msg {
+		t.Helper()
+		var got []ircdtest.Msg
+		for range n {
+			got = append(got, alice.NextFrom(t, botNick, 20*time.Second))
+		}
+		return got
+	}
+	alice.Say(t, channel, "!ping")
+	if m := read(1)[0]; m.Text != "alice: re: ping" || m.Target != channel {
+		t.Errorf("short answer: %q to %s, want %q in %s", m.Text, m.Target, "alice: re: ping", channel)
+	}
+	alice.Say(t, channel, "!lines 4")
+	for i, m := range read(4) {
+		want := fmt.Sprintf("line %d of 4", i+1)
+		if i == 0 {
+			want = "alice: " + want
+		}
+		if m.Text != want || m.Target != channel {
+			t.Errorf("4-line answer, line %d: %q to %s, want %q in %s", i+1, m.Text, m.Target, want, channel)
+		}
+	}
+	alice.Say(t, channel, "!lines 14")
+	got := read(15)
+	if got[0].Text != "alice: sent you the 14 lines in a private message" || got[0].Target != channel {
+		t.Errorf("14-line answer: first %q to %s, want the note in %s", got[0].Text, got[0].Target, channel)
+	}
+	for i, m := range got[1:] {
+		if want := fmt.Sprintf("line %d of 14", i+1); m.Text != want || m.Target != "alice" {
+			t.Errorf("14-line answer, line %d: %q to %s, want %q to alice", i+1, m.Text, m.Target, want)
+		}
+	}
+	alice.Say(t, botNick, "lines 6")
+	for i, m := range read(6) {
+		if want := fmt.Sprintf("line %d of 6", i+1); m.Text != want || m.Target != "alice" {
+			t.Errorf("6 lines in private, line %d: %q to %s, want %q to alice", i+1, m.Text, m.Target, want)
+		}
+	}
+	alice.Quiet(t, botNick, time.Second)
+}
+
+// A message too long for one IRC line, split by the user's client into
+// full lines sent back to back, is one command: its pieces are joined (in
+// private, and in a channel where only the first piece addresses the
+// bot), not answered one by one. Short lines stay commands of their own.
+func TestSplitMessageIsOneCommand(t *testing.T) {
+	srv := ircdtest.Start(t)
+	alice := srv.Connect(t, "alice", false)
+	alice.Join(t, channel)
+	events := serve(t, newInput(t, srv), func(text string) string { return fmt.Sprintf("got %d bytes", len(text)) })
+	alice.WaitMember(t, channel, botNick, 15*time.Second)
+	// 442 bytes: relayed with alice's prefix, 480 bytes or more, as a
+	// client's pieces are.
+	piece := func(i int) string { return fmt.Sprintf("piece%d %s", i, strings.Repeat("word ", 87)) }
+	next := func() string {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return string(ev.GetData())
+		case <-time.After(20 * time.Second):
+			t.Fatal("no event within 20s")
+			return ""
+		}
+	}
+	pieces := []string{"echo " + piece(1), piece(2), piece(3), "the end"}
+	for _, p := range pieces {
+		alice.Say(t, botNick, p)
+	}
+	want := strings.Join([]string{strings.TrimSpace(pieces[0]), strings.TrimSpace(pieces[1]), strings.TrimSpace(pieces[2]), "the end"}, " ")
+	if got := next(); got != want {
+		t.Errorf("a paste of 4 lines in private became %.60q… (%d bytes), want the 4 joined (%d bytes)", got, len(got), len(want))
+	}
+	alice.Say(t, botNick, "ping")
+	alice.Say(t, botNick, "echo two")
+	if a, b := next(), next(); a != "ping" || b != "echo two" {
+		t.Errorf("two short lines: events %q, %q", a, b)
+	}
+
+	alice.Say(t, channel, botNick+": echo "+piece(1))
+	alice.Say(t, channel, piece(2))
+	alice.Say(t, channel, "last")
+	if got, want := next(), "echo "+strings.TrimSpace(piece(1))+" "+strings.TrimSpace(piece(2))+" last"; got != want {
+		t.Errorf("a paste of 3 lines in the channel became %.60q… (%d bytes), want the 3 joined (%d bytes)", got, len(got), len(want))
+	}
+	select {
+	case ev := <-events:
+		t.Errorf("a piece became an event of its own: %.60q", ev.GetData())
+	case <-time.After(4 * time.Second): // longer than the window for pieces (3s)
 	}
 }

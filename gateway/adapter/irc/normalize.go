@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/ergochat/irc-go/ircfmt"
 	"github.com/ergochat/irc-go/ircmsg"
@@ -52,8 +53,9 @@ type self struct {
 
 // normalize turns a line from the server into an Event, or returns nil
 // and why it is not one: only PRIVMSGs from users count; in a channel the
-// bot must be addressed ("nick: cmd", "nick, cmd" or the prefix); private
-// messages always count. now stamps lines without a server-time tag.
+// bot must be addressed (adapter.Addressing: "nick: cmd", "nick, cmd",
+// "@nick cmd" or the prefix); private messages always count. now stamps
+// lines without a server-time tag.
 func normalize(m ircmsg.Message, s self, now time.Time) (*chatopsv1.Event, string) {
 	if m.Command != "PRIVMSG" {
 		return nil, "not a PRIVMSG"
@@ -86,26 +88,20 @@ func normalize(m ircmsg.Message, s self, now time.Time) (*chatopsv1.Event, strin
 		Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE,
 		Meta: map[string]string{MetaNick: nick},
 	}
-	if isChannel(target, s.chanTypes) {
-		cmd, ok := Addressed(text, s.nick, s.prefix)
-		if !ok && s.want != "" && !foldEqual(s.want, s.nick) {
-			cmd, ok = Addressed(text, s.want, "")
-		}
-		if !ok {
-			return nil, "not addressed to the bot"
-		}
-		text = cmd
+	addr := s.addressing()
+	room := isChannel(target, s.chanTypes)
+	cmd, ok := addr.Command(ircfmt.Strip(text), room)
+	if !ok {
+		return nil, "not addressed to the bot"
+	}
+	text = cmd
+	if room {
 		ev.To = target
+		addr.MarkRoom(ev.Meta)
 	} else {
-		if cmd, ok := Addressed(text, s.nick, ""); ok {
-			text = cmd
-		} else if cmd, ok := Addressed(text, s.want, ""); ok {
-			text = cmd
-		}
 		ev.To = nick
 	}
 	ev.Meta[MetaTarget] = ev.To
-	text = strings.TrimSpace(ircfmt.Strip(text))
 	if text == "" {
 		return nil, "blank"
 	}
@@ -146,25 +142,14 @@ func hash(parts ...string) string {
 	return "irc-" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Addressed reports whether a channel message is a command for the bot:
-// it starts with the bot's nick followed by ":" or "," ("botmesh: ping",
-// "botmesh, ping"; nicks compared as IRC does, case-insensitively), or
-// with prefix ("!ping") when prefix is not empty. It returns the command,
-// trimmed.
-func Addressed(text, nick, prefix string) (string, bool) {
-	t := strings.TrimLeft(text, " \t")
-	if prefix != "" && strings.HasPrefix(t, prefix) {
-		cmd := strings.TrimSpace(t[len(prefix):])
-		return cmd, cmd != ""
+// addressing is the rule (adapter.Addressing) with the bot's names: its
+// nick, and the configured one while it uses a fallback.
+func (s self) addressing() adapter.Addressing {
+	names := []string{s.nick}
+	if s.want != "" && !foldEqual(s.want, s.nick) {
+		names = append(names, s.want)
 	}
-	if nick == "" || len(t) <= len(nick) || !foldEqual(t[:len(nick)], nick) {
-		return "", false
-	}
-	switch t[len(nick)] {
-	case ':', ',':
-		return strings.TrimSpace(t[len(nick)+1:]), true
-	}
-	return "", false
+	return adapter.Addressing{Names: names, Prefix: s.prefix, Fold: foldEqual}
 }
 
 // foldEqual compares nicks under IRC's rfc1459 case mapping: ASCII letters

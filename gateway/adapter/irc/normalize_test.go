@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	"github.com/ergochat/irc-go/ircmsg"
 )
 
@@ -20,10 +21,15 @@ func TestNormalize(t *testing.T) {
 		{name: "channel, current nick", line: ":alice!~a@host PRIVMSG #ops :botmesh_0: ping", text: "ping", to: "#ops", from: "nick:alice"},
 		{name: "channel, configured nick", line: ":alice!~a@host PRIVMSG #ops :BOTMESH, ping", text: "ping", to: "#ops", from: "nick:alice"},
 		{name: "channel, prefix", line: ":alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "nick:alice"},
+		{name: "channel, @nick", line: ":alice!~a@host PRIVMSG #ops :@botmesh ping", text: "ping", to: "#ops", from: "nick:alice"},
+		{name: "channel, @current nick", line: ":alice!~a@host PRIVMSG #ops :@botmesh_0 ping", text: "ping", to: "#ops", from: "nick:alice"},
+		{name: "channel, formatted nick", line: ":alice!~a@host PRIVMSG #ops :\x02botmesh\x02: ping", text: "ping", to: "#ops", from: "nick:alice"},
 		{name: "channel, formatting stripped", line: ":alice!~a@host PRIVMSG #ops :botmesh: \x02echo\x02 \x0304hi", text: "echo hi", to: "#ops", from: "nick:alice"},
 		{name: "other channel type", line: ":alice!~a@host PRIVMSG &local :!ping", text: "ping", to: "&local", from: "nick:alice"},
 		{name: "private", line: ":alice!~a@host PRIVMSG botmesh_0 :ping", text: "ping", to: "alice", from: "nick:alice"},
 		{name: "private, addressed", line: ":alice!~a@host PRIVMSG botmesh_0 :botmesh: ping", text: "ping", to: "alice", from: "nick:alice"},
+		{name: "private, prefix", line: ":alice!~a@host PRIVMSG botmesh_0 :!ping", text: "ping", to: "alice", from: "nick:alice"},
+		{name: "private, a sentence", line: ":alice!~a@host PRIVMSG botmesh_0 :botmesh is slow", text: "botmesh is slow", to: "alice", from: "nick:alice"},
 		{name: "account tag", line: "@account=alice_acct;msgid=m1 :alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "account:alice_acct"},
 		{name: "account tag, case folded", line: "@account=Alice :Mallory!~m@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "account:alice"},
 		{name: "no account: a nick id", line: "@account=* :Alice!~a@host PRIVMSG #ops :!ping", text: "ping", to: "#ops", from: "nick:alice"},
@@ -31,6 +37,8 @@ func TestNormalize(t *testing.T) {
 		{name: "unaddressed", line: ":alice!~a@host PRIVMSG #ops :ping", why: "not addressed to the bot"},
 		{name: "nick without colon", line: ":alice!~a@host PRIVMSG #ops :botmesh ping", why: "not addressed to the bot"},
 		{name: "nick later", line: ":alice!~a@host PRIVMSG #ops :hey botmesh: ping", why: "not addressed to the bot"},
+		{name: "nick starts a sentence", line: ":alice!~a@host PRIVMSG #ops :botmesh is acting up again", why: "not addressed to the bot"},
+		{name: "prefix then punctuation", line: ":alice!~a@host PRIVMSG #ops :!!!", why: "not addressed to the bot"},
 		{name: "own", line: ":botmesh_0!~b@host PRIVMSG #ops :!ping", why: "the bot's own message"},
 		{name: "previous connection", line: ":botmesh!~b@host PRIVMSG #ops :!ping", why: "from the bot's configured nick (its previous connection)"},
 		{name: "bot tag", line: "@bot :otherbot!~o@host PRIVMSG #ops :!ping", why: "from a bot"},
@@ -58,6 +66,13 @@ func TestNormalize(t *testing.T) {
 			}
 			if string(ev.Data) != tc.text || ev.To != tc.to || ev.From.GetId() != tc.from || ev.From.GetTeam() != "libera" || ev.Meta[MetaTarget] != tc.to {
 				t.Errorf("got %q to %q from %+v; want %q to %q from %q", ev.Data, ev.To, ev.From, tc.text, tc.to, tc.from)
+			}
+			room := strings.HasPrefix(tc.to, "#") || strings.HasPrefix(tc.to, "&")
+			if got := ev.Meta[adapter.MetaRoom] == "true"; got != room {
+				t.Errorf("marked as a room: %v, want %v (meta %v)", got, room, ev.Meta)
+			}
+			if want := "botmesh_0: help, @botmesh_0 help or !help"; room && ev.Meta[adapter.MetaAddress] != want {
+				t.Errorf("address %q, want %q", ev.Meta[adapter.MetaAddress], want)
 			}
 		})
 	}
@@ -160,10 +175,10 @@ func TestOutboxPacing(t *testing.T) {
 
 func TestOutboxOrderPerTarget(t *testing.T) {
 	o := newOutbox(1, 0)
-	if err := o.add("#a", []string{"a1", "a2"}); err != nil {
+	if err := o.add(batch{"#a", []string{"a1", "a2"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.add("bob", []string{"b1"}); err != nil {
+	if err := o.add(batch{"bob", []string{"b1"}}); err != nil {
 		t.Fatal(err)
 	}
 	joined := false
@@ -192,7 +207,7 @@ func TestOutboxOrderPerTarget(t *testing.T) {
 	if strings.Join(got, "|") != "b1|a1|a2" {
 		t.Errorf("sent %q, want b1|a1|a2", got)
 	}
-	if err := o.add("#a", make([]string, maxQueued+1)); err == nil {
+	if err := o.add(batch{"#a", make([]string, maxQueued+1)}); err == nil {
 		t.Error("a reply beyond the queue's room was taken")
 	}
 }

@@ -41,17 +41,29 @@ func newOutbox(burst int, interval time.Duration) *outbox {
 	return &outbox{burst: float64(burst), interval: interval, tokens: float64(burst), wake: make(chan struct{}, 1)}
 }
 
-// add queues lines for target, all or none.
-func (o *outbox) add(target string, lines []string) error {
+// batch is lines for one target.
+type batch struct {
+	target string
+	lines  []string
+}
+
+// add queues the batches' lines, in order, all or none.
+func (o *outbox) add(batches ...batch) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.lines)+len(lines) > maxQueued {
+	n := 0
+	for _, b := range batches {
+		n += len(b.lines)
+	}
+	if len(o.lines)+n > maxQueued {
 		return fmt.Errorf("send queue full (%d lines waiting)", len(o.lines))
 	}
 	now := time.Now()
-	for _, l := range lines {
-		o.seq++
-		o.lines = append(o.lines, outLine{seq: o.seq, target: target, text: l, queued: now})
+	for _, b := range batches {
+		for _, l := range b.lines {
+			o.seq++
+			o.lines = append(o.lines, outLine{seq: o.seq, target: b.target, text: l, queued: now})
+		}
 	}
 	select {
 	case o.wake <- struct{}{}:

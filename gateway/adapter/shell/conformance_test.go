@@ -29,7 +29,7 @@ func (p *platform) NewInput(t *testing.T) adapter.Input {
 		}
 	}()
 	in := shell.New()
-	if err := in.Init(adapter.Env{Stdin: inR, Stdout: outW}); err != nil {
+	if err := in.Init(adapter.Env{Stdin: inR, Stdout: outW, Prefix: adapter.DefaultPrefix}); err != nil {
 		t.Fatal(err)
 	}
 	return in
@@ -45,6 +45,15 @@ func (p *platform) Say(t *testing.T, _ adaptertest.Conversation, text string) {
 		t.Fatal(err)
 	}
 }
+
+func (p *platform) SayAsTyped(t *testing.T, c adaptertest.Conversation, text string) {
+	t.Helper()
+	p.Say(t, c, text)
+}
+
+// Addressing: the terminal is a direct conversation with no name for the
+// bot.
+func (p *platform) Addressing() adaptertest.Addressing { return adaptertest.Addressing{} }
 
 func (p *platform) Posted(t *testing.T, d time.Duration) adaptertest.Post {
 	t.Helper()

@@ -32,9 +32,10 @@ const MaxLine = 16 << 20
 
 // Input reads messages from a reader and prints replies to a writer.
 type Input struct {
-	in   io.Reader
-	out  io.Writer
-	user string
+	in     io.Reader
+	out    io.Writer
+	user   string
+	prefix string // dropped from the start of a line (--prefix)
 
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -82,6 +83,7 @@ func (s *Input) Flags(fs *flag.FlagSet) {
 // Init implements adapter.Input.
 func (s *Input) Init(env adapter.Env) error {
 	s.in, s.out = env.Stdin, env.Stdout
+	s.prefix = env.Prefix
 	if s.in == nil || s.out == nil {
 		return errors.New("shell: no stdin or stdout")
 	}
@@ -173,7 +175,7 @@ func (s *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 			Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE,
 			From: &chatopsv1.Peer{Id: s.user, Name: s.user},
 			To:   Name,
-			Data: l.text,
+			Data: []byte(adapter.Addressing{Prefix: s.prefix}.Direct(string(l.text))),
 			Meta: map[string]string{"shell.line": strconv.Itoa(l.n)},
 		}
 		s.mu.Lock()

@@ -77,6 +77,22 @@ func (p *platform) Say(t *testing.T, c adaptertest.Conversation, text string) {
 	p.deliver(t, p.fs.Mention(c.Name, user, text, ""))
 }
 
+func (p *platform) SayAsTyped(t *testing.T, c adaptertest.Conversation, text string) {
+	t.Helper()
+	kind := "channel"
+	if c.Direct {
+		kind = "im"
+	}
+	for _, m := range p.fs.Typed(c.Name, kind, user, text) {
+		p.deliver(t, m)
+	}
+}
+
+// Addressing: the fake's bot user is botmesh (auth.test), UBOT0001.
+func (p *platform) Addressing() adaptertest.Addressing {
+	return adaptertest.Addressing{Name: "botmesh", Mention: "<@" + fakeslack.DefaultBotUserID + ">"}
+}
+
 func (p *platform) SayAsBot(t *testing.T, c adaptertest.Conversation, text string) {
 	t.Helper()
 	kind := "channel"

@@ -42,7 +42,7 @@ func newInputWith(t *testing.T, fs *fakeslack.Server, logTo io.Writer, opts []sl
 		w = io.MultiWriter(t.Output(), logTo)
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	if err := in.Init(adapter.Env{Log: log}); err != nil {
+	if err := in.Init(adapter.Env{Log: log, Prefix: adapter.DefaultPrefix}); err != nil {
 		t.Fatal(err)
 	}
 	return in

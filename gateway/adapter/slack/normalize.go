@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/slack-go/slack"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -39,11 +41,35 @@ const (
 	MetaCommand = "slack.command"
 )
 
-// identity is who the bot is in the workspace, from auth.test.
+// identity is who the bot is in the workspace, from auth.test, and how
+// users address it in channels.
 type identity struct {
 	UserID string // the bot user, U…
 	BotID  string // B…
 	TeamID string
+	Name   string // the bot user's name ("botmesh": "botmesh: ping")
+	Prefix string // --prefix ("!ping"); empty: none
+}
+
+// addressing is the rule (adapter.Addressing) for the bot: its mention
+// (<@U…>, the label dropped), its name, the prefix.
+func (id identity) addressing() adapter.Addressing {
+	return adapter.Addressing{Mentions: []string{"<@" + id.UserID + ">"}, Names: []string{id.Name}, Prefix: id.Prefix}
+}
+
+// leadingMention rewrites a mention of the bot with a label at the start
+// of text ("<@UBOT|botmesh> ping") to the plain form ("<@UBOT> ping").
+func leadingMention(text, botUserID string) string {
+	t := strings.TrimLeftFunc(text, unicode.IsSpace)
+	lead := "<@" + botUserID + "|"
+	if botUserID == "" || !strings.HasPrefix(t, lead) {
+		return text
+	}
+	end := strings.IndexByte(t, '>')
+	if end < 0 {
+		return text
+	}
+	return "<@" + botUserID + ">" + t[end+1:]
 }
 
 // callback is the envelope of an Events API delivery: the body Slack POSTs
@@ -105,13 +131,16 @@ func normalizeEvent(raw []byte, self identity) (*chatopsv1.Event, string, error)
 	if err := json.Unmarshal(cb.Event, &in); err != nil {
 		return nil, "", fmt.Errorf("%w: event %s: %w", errMalformed, cb.EventID, err)
 	}
+	// app_mention: the bot was mentioned in a channel; message: in a
+	// direct message (message.im), or in a channel when the app
+	// subscribes to message.channels (for "!ping" and "botmesh: ping").
+	room := true
 	switch in.Type {
 	case "app_mention":
 	case "message":
-		// The app subscribes to message.im; a message event from
-		// anywhere else is chatter the bot was not asked about.
-		if in.ChannelType != "im" {
-			return nil, "message outside a direct message", nil
+		room = in.ChannelType != "im"
+		if room && strings.Contains(in.Text, "<@"+self.UserID) {
+			return nil, "a mention: its app_mention event carries it", nil
 		}
 	default:
 		return nil, "event type " + strconv.Quote(in.Type), nil
@@ -133,7 +162,11 @@ func normalizeEvent(raw []byte, self identity) (*chatopsv1.Event, string, error)
 	if in.Channel == "" || in.TS == "" {
 		return nil, "", fmt.Errorf("%w: event %s: %s without channel or ts", errMalformed, cb.EventID, in.Type)
 	}
-	text := plainText(in.Text, self.UserID)
+	cmd, addressed := self.addressing().Command(leadingMention(in.Text, self.UserID), room)
+	if !addressed {
+		return nil, "not addressed to the bot", nil
+	}
+	text := plainText(cmd, self.UserID)
 	if text == "" {
 		return nil, "blank text", nil
 	}
@@ -157,6 +190,9 @@ func normalizeEvent(raw []byte, self identity) (*chatopsv1.Event, string, error)
 	}
 	if in.ChannelType != "" {
 		ev.Meta[MetaChannelType] = in.ChannelType
+	}
+	if room {
+		self.addressing().MarkRoom(ev.Meta)
 	}
 	return ev, "", nil
 }

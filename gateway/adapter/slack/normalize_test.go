@@ -20,7 +20,7 @@ import (
 )
 
 // fixtureBot is the bot the fixtures were recorded for.
-var fixtureBot = identity{UserID: "UBOT0001", BotID: "BBOT0001", TeamID: "T0001"}
+var fixtureBot = identity{UserID: "UBOT0001", BotID: "BBOT0001", TeamID: "T0001", Name: "botmesh", Prefix: "!"}
 
 // want is a fixture's expected result, written by hand: the Event, or why
 // the event is ignored.
@@ -268,4 +268,47 @@ func FuzzNormalizeEvent(f *testing.F) {
 			t.Fatalf("event does not marshal: %v", err)
 		}
 	})
+}
+
+// The addressing rule on Slack: a channel message is for the bot when it
+// starts with its mention (with or without a label), its name and ":" or
+// ",", or the prefix; a direct message always is.
+func TestSlackAddressing(t *testing.T) {
+	event := func(typ, channelType, text string) []byte {
+		ev := map[string]any{"type": typ, "user": "UADA0001", "text": text, "channel": "C1", "ts": "1700000000.000100"}
+		if channelType != "" {
+			ev["channel_type"] = channelType
+		}
+		b, err := json.Marshal(map[string]any{"type": "event_callback", "event_id": "Ev1", "team_id": "T0001", "event": ev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		typ, channelType, text, want string // want "": ignored
+	}{
+		{"app_mention", "", "<@UBOT0001> ping", "ping"},
+		{"app_mention", "", "<@UBOT0001|botmesh> ping", "ping"},
+		{"app_mention", "", "  <@UBOT0001>: echo hi", "echo hi"},
+		{"app_mention", "", "ping <@UBOT0001>", ""},
+		{"app_mention", "", "<@UBOT0001|botmesh>ping", ""},
+		{"message", "channel", "!ping", "ping"},
+		{"message", "channel", "botmesh: ping", "ping"},
+		{"message", "group", "botmesh, ping", "ping"},
+		{"message", "channel", "botmesh ping", ""},
+		{"message", "channel", "<@UBOT0001> ping", ""}, // its app_mention is the one answered
+		{"message", "im", "ping", "ping"},
+		{"message", "im", "!ping", "ping"},
+		{"message", "im", "<@UBOT0001|botmesh> ping", "ping"},
+	} {
+		ev, skip, err := normalizeEvent(event(tc.typ, tc.channelType, tc.text), fixtureBot)
+		if err != nil {
+			t.Fatalf("%s %q: %v", tc.typ, tc.text, err)
+		}
+		got := string(ev.GetData())
+		if got != tc.want {
+			t.Errorf("%s in %q %q: event %q (ignored: %q), want %q", tc.typ, tc.channelType, tc.text, got, skip, tc.want)
+		}
+	}
 }

@@ -42,6 +42,8 @@ type Input struct {
 	gate *reconnectGate
 	api  *slack.Client
 	self identity
+	// prefix addresses the bot in channels (--prefix).
+	prefix string
 
 	events   chan *chatopsv1.Event // to Recv
 	done     chan struct{}         // closed by Stop
@@ -131,6 +133,7 @@ func (in *Input) Init(env adapter.Env) error {
 	if env.Log != nil {
 		in.log = env.Log.With("mode", in.cfg.Mode)
 	}
+	in.prefix = env.Prefix
 	if err := in.cfg.readSecretFiles(in.files); err != nil {
 		return err
 	}
@@ -176,7 +179,7 @@ func (in *Input) Start(ctx context.Context) error {
 		in.setState(false, 0, fmt.Errorf("slack: auth.test: %w", err))
 		return fmt.Errorf("slack: check bot token (auth.test): %w", err)
 	}
-	in.self = identity{UserID: auth.UserID, BotID: auth.BotID, TeamID: auth.TeamID}
+	in.self = identity{UserID: auth.UserID, BotID: auth.BotID, TeamID: auth.TeamID, Name: auth.User, Prefix: in.prefix}
 	in.log = in.log.With("team", auth.TeamID)
 	in.log.Info("slack bot identified", "bot_user", auth.UserID, "bot_id", auth.BotID, "team_name", auth.Team)
 

@@ -36,7 +36,7 @@ func (p *platform) NewInput(t *testing.T) adapter.Input {
 	if err := fs.Parse([]string{"--web_address", "127.0.0.1:0"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Init(adapter.Env{Log: meshtest.Logger(t)}); err != nil {
+	if err := in.Init(adapter.Env{Log: meshtest.Logger(t), Prefix: adapter.DefaultPrefix}); err != nil {
 		t.Fatal(err)
 	}
 	p.mu.Lock()
@@ -104,6 +104,14 @@ func (p *platform) Say(t *testing.T, _ adaptertest.Conversation, text string) {
 		t.Fatal(err)
 	}
 }
+
+func (p *platform) SayAsTyped(t *testing.T, c adaptertest.Conversation, text string) {
+	t.Helper()
+	p.Say(t, c, text)
+}
+
+// Addressing: a tab is a direct conversation with no name for the bot.
+func (p *platform) Addressing() adaptertest.Addressing { return adaptertest.Addressing{} }
 
 func (p *platform) Posted(t *testing.T, d time.Duration) adaptertest.Post {
 	t.Helper()

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/gorilla/websocket"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -368,7 +369,7 @@ func (c *conn) deliver(f inFrame) bool {
 		Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE,
 		From: &chatopsv1.Peer{Id: "web:" + c.sid, Name: c.name},
 		To:   c.key,
-		Data: []byte(f.Text),
+		Data: []byte(adapter.Addressing{Prefix: c.in.prefix}.Direct(f.Text)),
 		Meta: map[string]string{MetaConn: c.id},
 		Time: timestamppb.Now(),
 	}

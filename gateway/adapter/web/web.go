@@ -91,6 +91,8 @@ type Input struct {
 	origins        string
 	allowedHosts   string
 	maxFrame       int
+	// prefix is dropped from the start of a message (--prefix).
+	prefix string
 
 	// Set by Init.
 	log          *slog.Logger
@@ -154,6 +156,7 @@ func (in *Input) Flags(fs *flag.FlagSet) {
 // file. It does not listen.
 func (in *Input) Init(env adapter.Env) error {
 	in.log = env.Log
+	in.prefix = env.Prefix
 	if in.log == nil {
 		in.log = slog.New(slog.DiscardHandler)
 	}

@@ -43,7 +43,7 @@ func newInput(t *testing.T, srv *prosodytest.Server, extra ...string) *xmppgw.In
 		"--xmpp_ca_file=" + srv.CAFile,
 		"--xmpp_nick=" + botNick,
 	}, extra...)
-	return initInput(t, args, adapter.Env{Log: meshtest.Logger(t)})
+	return initInput(t, args, adapter.Env{Log: meshtest.Logger(t), Prefix: adapter.DefaultPrefix})
 }
 
 func initInput(t *testing.T, args []string, env adapter.Env) *xmppgw.Input {
@@ -78,7 +78,7 @@ func (p *platform) NewInput(t *testing.T) adapter.Input {
 }
 
 func (p *platform) Conversations() []adaptertest.Conversation {
-	return []adaptertest.Conversation{{Name: "dm", Direct: true}, {Name: p.room}}
+	return []adaptertest.Conversation{{Name: "dm", Direct: true}, {Name: p.room, Asker: "alice: "}}
 }
 
 func (p *platform) Say(t *testing.T, c adaptertest.Conversation, text string) {
@@ -90,6 +90,21 @@ func (p *platform) Say(t *testing.T, c adaptertest.Conversation, text string) {
 	}
 	p.alice.WaitOnline(t, p.room+"/"+botNick, 15*time.Second)
 	p.alice.SayRoom(t, p.room, botNick+": "+text)
+}
+
+func (p *platform) SayAsTyped(t *testing.T, c adaptertest.Conversation, text string) {
+	t.Helper()
+	if c.Direct {
+		p.alice.WaitOnline(t, botJID, 15*time.Second)
+		p.alice.Say(t, botJID, text)
+		return
+	}
+	p.alice.WaitOnline(t, p.room+"/"+botNick, 15*time.Second)
+	p.alice.SayRoom(t, p.room, text)
+}
+
+func (p *platform) Addressing() adaptertest.Addressing {
+	return adaptertest.Addressing{Name: botNick, Mention: "@" + botNick}
 }
 
 func (p *platform) SayAsBot(t *testing.T, c adaptertest.Conversation, text string) {

@@ -5,46 +5,14 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	"mellium.im/xmpp/jid"
 )
 
-// Seeds are in testdata/fuzz/<target>/: stanzas as Prosody sends them,
-// mentions in the forms users write.
-
-// FuzzStripMention checks the mention rule on any text and nick: a match
-// means the text starts with the nick (or @nick), and the command left is
-// a trimmed part of the text.
-func FuzzStripMention(f *testing.F) {
-	f.Fuzz(func(t *testing.T, text, nick string) {
-		rest, ok := StripMention(text, nick)
-		if !ok {
-			if rest != "" {
-				t.Fatalf("no mention, but rest %q", rest)
-			}
-			return
-		}
-		if nick == "" {
-			t.Fatal("an empty nick matched")
-		}
-		if rest != strings.TrimSpace(rest) {
-			t.Fatalf("rest %q is not trimmed", rest)
-		}
-		if !strings.Contains(text, rest) {
-			t.Fatalf("rest %q is not part of %q", rest, text)
-		}
-		lead := strings.TrimLeftFunc(text, unicode.IsSpace)
-		if !hasPrefixFold(lead, nick) && !hasPrefixFold(lead, "@"+nick) {
-			t.Fatalf("%q matched nick %q without starting with it", text, nick)
-		}
-	})
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
+// Seeds are in testdata/fuzz/<target>/: stanzas as Prosody sends them.
+// The addressing rule is fuzzed in package adapter.
 
 // FuzzNormalize decodes any stanza as the session does and normalises it:
 // whatever comes in, an event has a trimmed non-empty text taken from the
@@ -62,6 +30,7 @@ func FuzzNormalize(f *testing.F) {
 		v := view{
 			self:      self,
 			nick:      "botmesh",
+			prefix:    "!",
 			rooms:     map[string]string{room: "botmesh"},
 			occupants: map[string]string{room + "/alice": "alice@localhost/phone"},
 		}
@@ -87,7 +56,7 @@ func FuzzNormalize(f *testing.F) {
 			t.Fatalf("id %q", ev.GetId())
 		}
 		if m.Type == "groupchat" {
-			if _, ok := StripMention(body, "botmesh"); !ok {
+			if _, ok := (adapter.Addressing{Names: []string{"botmesh"}, Prefix: "!"}).Room(body); !ok {
 				t.Fatalf("room message %q does not address the bot", body)
 			}
 			if ev.GetTo() != room || ev.GetMeta()[MetaReplyTo] != room {

@@ -5,9 +5,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"mellium.im/xmpp/jid"
@@ -50,6 +49,8 @@ type view struct {
 	self jid.JID
 	// nick is the configured room nickname.
 	nick string
+	// prefix addresses the bot in a room ("!ping"); empty: none.
+	prefix string
 	// rooms maps each joined room (bare JID) to the bot's nickname there.
 	rooms map[string]string
 	// occupants maps room occupants (room@service/nick) to their real
@@ -111,11 +112,13 @@ func normalize(m message, v view, now time.Time) (*chatopsv1.Event, string) {
 		case m.Subject != nil:
 			return nil, "room subject"
 		}
-		rest, addressed := StripMention(body, mine, v.nick)
+		addr := adapter.Addressing{Names: []string{mine, v.nick}, Prefix: v.prefix}
+		rest, addressed := addr.Room(body)
 		if !addressed {
 			return nil, "not addressed to the bot"
 		}
 		text, convID = rest, room
+		addr.MarkRoom(ev.Meta)
 		ev.From = occupant(from, v)
 		ev.Meta[MetaType] = "groupchat"
 		ev.Meta[MetaReplyTo] = room
@@ -134,10 +137,7 @@ func normalize(m message, v view, now time.Time) (*chatopsv1.Event, string) {
 			ev.From = &chatopsv1.Peer{Id: from.Bare().String(), Name: from.Localpart(), Team: from.Domainpart()}
 			convID = from.Bare().String()
 		}
-		text = body
-		if rest, addressed := StripMention(body, v.nick); addressed {
-			text = rest
-		}
+		text = adapter.Addressing{Names: []string{v.nick}, Prefix: v.prefix}.Direct(body)
 		ev.Meta[MetaType] = "chat"
 		ev.Meta[MetaReplyTo] = from.String()
 	default:
@@ -195,35 +195,4 @@ func hash(parts ...string) string {
 		h.Write([]byte{0})
 	}
 	return "xmpp-" + hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// StripMention reports whether text addresses the bot by one of its nicks,
-// as the Micro Bot's HipChat input did: the first word is the nick or
-// @nick (compared case-insensitively), followed by the end of the text, a
-// space, or one of ":,;". It returns the rest of the text, trimmed.
-// Empty nicks are skipped.
-func StripMention(text string, nicks ...string) (string, bool) {
-	t := strings.TrimLeftFunc(text, unicode.IsSpace)
-	for _, nick := range nicks {
-		if nick == "" {
-			continue
-		}
-		for _, form := range [2]string{"@" + nick, nick} {
-			if len(t) < len(form) || !strings.EqualFold(t[:len(form)], form) {
-				continue
-			}
-			rest := t[len(form):]
-			if rest == "" {
-				return "", true
-			}
-			r, size := utf8.DecodeRuneInString(rest)
-			switch {
-			case r == ':' || r == ',' || r == ';':
-				return strings.TrimSpace(rest[size:]), true
-			case unicode.IsSpace(r):
-				return strings.TrimSpace(rest), true
-			}
-		}
-	}
-	return "", false
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/botmesh/botmesh/gateway/adapter"
 	"mellium.im/xmpp/jid"
 )
 
@@ -14,6 +15,7 @@ func TestNormalize(t *testing.T) {
 	v := view{
 		self:      jid.MustParse("bot@localhost"),
 		nick:      "botmesh",
+		prefix:    "!",
 		rooms:     map[string]string{room: "botmesh_"},
 		occupants: map[string]string{room + "/alice": "alice@localhost/phone"},
 	}
@@ -37,6 +39,14 @@ func TestNormalize(t *testing.T) {
 			text: "ping", to: room, from: room + "/carol", reply: room},
 		{name: "private message through a room", stanza: `<message from="ops@conference.localhost/alice" type="chat"><body>ping</body><x xmlns="http://jabber.org/protocol/muc#user"/></message>`,
 			text: "ping", to: room + "/alice", from: "alice@localhost", reply: room + "/alice"},
+		{name: "room, prefix", stanza: `<message from="ops@conference.localhost/alice" type="groupchat"><body>!ping</body></message>`,
+			text: "ping", to: room, from: "alice@localhost", reply: room},
+		{name: "dm, prefix", stanza: `<message from="alice@localhost/phone" type="chat"><body>!ping</body></message>`,
+			text: "ping", to: "alice@localhost", from: "alice@localhost", reply: "alice@localhost/phone"},
+		{name: "dm, a sentence", stanza: `<message from="alice@localhost/phone" type="chat"><body>botmesh is slow</body></message>`,
+			text: "botmesh is slow", to: "alice@localhost", from: "alice@localhost", reply: "alice@localhost/phone"},
+		{name: "room, nick starts a sentence", stanza: `<message from="ops@conference.localhost/alice" type="groupchat"><body>botmesh is acting up again</body></message>`, why: "not addressed to the bot"},
+		{name: "room, nick without punctuation", stanza: `<message from="ops@conference.localhost/alice" type="groupchat"><body>botmesh_ ping</body></message>`, why: "not addressed to the bot"},
 		{name: "room unaddressed", stanza: `<message from="ops@conference.localhost/alice" type="groupchat"><body>ping</body></message>`, why: "not addressed to the bot"},
 		{name: "room own", stanza: `<message from="ops@conference.localhost/botmesh_" type="groupchat"><body>botmesh: x</body></message>`, why: "the bot's own message"},
 		{name: "room history", stanza: `<message from="ops@conference.localhost/alice" type="groupchat"><body>botmesh: x</body><delay xmlns="urn:xmpp:delay" stamp="2020-01-01T00:00:00Z"/></message>`, why: "room history"},
@@ -64,6 +74,13 @@ func TestNormalize(t *testing.T) {
 			}
 			if string(ev.Data) != tc.text || ev.To != tc.to || ev.From.GetId() != tc.from || ev.Meta[MetaReplyTo] != tc.reply {
 				t.Errorf("got text %q to %q from %q reply to %q; want %q %q %q %q", ev.Data, ev.To, ev.From.GetId(), ev.Meta[MetaReplyTo], tc.text, tc.to, tc.from, tc.reply)
+			}
+			inRoom := tc.to == room
+			if got := ev.Meta[adapter.MetaRoom] == "true"; got != inRoom {
+				t.Errorf("marked as a room: %v, want %v (meta %v)", got, inRoom, ev.Meta)
+			}
+			if want := "botmesh_: help, @botmesh_ help or !help"; inRoom && ev.Meta[adapter.MetaAddress] != want {
+				t.Errorf("address %q, want %q", ev.Meta[adapter.MetaAddress], want)
 			}
 		})
 	}

@@ -252,7 +252,7 @@ func (s *session) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartEleme
 			return nil
 		}
 		s.mu.Lock()
-		v := view{self: s.in.self, nick: s.in.nick, rooms: s.rooms, occupants: s.occupants}
+		v := view{self: s.in.self, nick: s.in.nick, prefix: s.in.prefix, rooms: s.rooms, occupants: s.occupants}
 		ev, why := normalize(m, v, time.Now())
 		s.mu.Unlock()
 		if ev == nil {

@@ -20,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -94,6 +93,7 @@ type Input struct {
 	self     jid.JID
 	password string
 	nick     string
+	prefix   string // addresses the bot in rooms (--prefix)
 	rooms    []jid.JID
 	addr     string // host:port to dial; empty: SRV lookup of the domain
 	tls      *tls.Config
@@ -217,6 +217,7 @@ func (in *Input) Init(env adapter.Env) error {
 			return fmt.Errorf("xmpp: password file %s is empty", c.PasswordFile)
 		}
 	}
+	in.prefix = env.Prefix
 	in.nick = c.Nick
 	if in.nick == "" {
 		in.nick = in.self.Localpart()
@@ -332,9 +333,10 @@ func (in *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 	}
 }
 
-// Send implements adapter.Conn: it posts the reply to the room or user
-// the message came from. While the input reconnects, Send waits for the
-// new connection (and the rooms rejoined) until ctx ends.
+// Send implements adapter.Conn: it posts the reply to the room (naming
+// the asker: "alice: pong") or user the message came from. While the input
+// reconnects, Send waits for the new connection (and the rooms rejoined)
+// until ctx ends.
 func (in *Input) Send(ctx context.Context, ev *chatopsv1.Event) error {
 	to := ev.GetMeta()[MetaReplyTo]
 	if to == "" {
@@ -348,7 +350,11 @@ func (in *Input) Send(ctx context.Context, ev *chatopsv1.Event) error {
 	if typ != "groupchat" {
 		typ = "chat"
 	}
-	body := cut(string(ev.GetData()), in.cfg.MaxReplyBytes)
+	text := string(ev.GetData())
+	if typ == "groupchat" && ev.GetMeta()[adapter.MetaRoom] == "true" {
+		text = adapter.NameAsker(ev.GetMeta()[MetaNick], text)
+	}
+	body := cut(text, in.cfg.MaxReplyBytes)
 	for {
 		s, err := in.session(ctx)
 		if err != nil {
@@ -422,37 +428,19 @@ func (in *Input) emit(ev *chatopsv1.Event) {
 // attempt's result goes to first.
 func (in *Input) run(ctx context.Context, first chan<- error) {
 	defer close(in.done)
-	wait := time.Second
-	for attempt := 1; ; attempt++ {
+	adapter.Backoff{Initial: time.Second, Max: in.cfg.ReconnectMax}.Run(ctx, in.log, first, func(ctx context.Context) (func(context.Context) error, error) {
 		began := time.Now()
 		s, err := in.connect(ctx)
-		if first != nil {
-			first <- err
-			first = nil
-			if err != nil {
-				return
-			}
+		if err != nil {
+			return nil, err
 		}
-		if err == nil {
-			in.log.Info("connected", "jid", s.addr.String(), "server", s.remote, "rooms", len(in.rooms), "took", time.Since(began).Round(time.Millisecond))
+		in.log.Info("connected", "jid", s.addr.String(), "server", s.remote, "rooms", len(in.rooms), "took", time.Since(began).Round(time.Millisecond))
+		return func(ctx context.Context) error {
 			in.publish(s)
-			err = s.serve(ctx)
-			in.clear(s)
-			attempt, wait = 1, time.Second
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		in.log.Warn("disconnected; reconnecting", "err", err, "attempt", attempt, "retry_in", wait)
-		// Up to a fifth more, so that many gateways do not all come back
-		// at the same instant.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait + rand.N(wait/5+1)):
-		}
-		wait = min(2*wait, in.cfg.ReconnectMax)
-	}
+			defer in.clear(s)
+			return s.serve(ctx)
+		}, nil
+	})
 }
 
 // cut shortens text to at most max bytes (on a UTF-8 boundary), ending

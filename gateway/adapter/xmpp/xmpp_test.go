@@ -71,19 +71,19 @@ func TestRoomAnswersOnlyWhenAddressed(t *testing.T) {
 	events := echo(t, newInput(t, srv, "--xmpp_rooms="+room))
 	alice.WaitOnline(t, room+"/"+botNick, 15*time.Second)
 
-	for _, text := range []string{"ping", "hello botmesh", "botmeshy ping", "botmesh_ ping", "what does @botmesh do?"} {
+	for _, text := range []string{"ping", "hello botmesh", "botmeshy ping", "botmesh_ ping", "what does @botmesh do?", "botmesh ping", "botmesh is acting up again", "!!!"} {
 		alice.SayRoom(t, room, text)
 	}
 	for _, tc := range []struct{ say, want string }{
 		{"botmesh: ping 1", "ping 1"},
 		{"BotMesh, ping 2", "ping 2"},
 		{"@botmesh ping 3", "ping 3"},
-		{"  botmesh   ping 4  ", "ping 4"},
+		{"  !ping 4  ", "ping 4"},
 	} {
 		alice.SayRoom(t, room, tc.say)
 		m := alice.NextFrom(t, room+"/"+botNick, 10*time.Second)
-		if m.Body != "re: "+tc.want {
-			t.Errorf("%q: the bot said %q in the room, want %q (an unaddressed message answered?)", tc.say, m.Body, "re: "+tc.want)
+		if m.Body != "alice: re: "+tc.want {
+			t.Errorf("%q: the bot said %q in the room, want %q (an unaddressed message answered?)", tc.say, m.Body, "alice: re: "+tc.want)
 		}
 	}
 	ev := <-events
@@ -137,7 +137,7 @@ func TestRoomNickTaken(t *testing.T) {
 	echo(t, newInput(t, srv, "--xmpp_rooms="+room))
 	alice.WaitOnline(t, room+"/"+botNick+"_", 15*time.Second)
 	alice.SayRoom(t, room, botNick+"_: ping")
-	if m := alice.NextFrom(t, room+"/"+botNick+"_", 10*time.Second); m.Body != "re: ping" {
+	if m := alice.NextFrom(t, room+"/"+botNick+"_", 10*time.Second); m.Body != "alice: re: ping" {
 		t.Errorf("addressed by its fallback nick: got %q", m.Body)
 	}
 }
@@ -188,7 +188,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 		t.Errorf("dm after the restart: got %q", m.Body)
 	}
 	alice.SayRoom(t, room, botNick+": after")
-	if m := alice.NextFrom(t, room+"/"+botNick, 10*time.Second); m.Body != "re: after" {
+	if m := alice.NextFrom(t, room+"/"+botNick, 10*time.Second); m.Body != "alice: re: after" {
 		t.Errorf("room after the restart: got %q", m.Body)
 	}
 }

@@ -663,6 +663,25 @@ func (s *Server) DM(channel, user, text, threadTS string) Said {
 	return s.callback(ev)
 }
 
+// Typed is user typing markup (Slack's: a mention of the bot is
+// "<@UBOT0001>") in channel, of channelType im or channel: the message
+// event (in a channel, of an app subscribed to message.channels), and
+// before it, when the text mentions the bot in a channel, the app_mention
+// event Slack sends as well.
+func (s *Server) Typed(channel, channelType, user, markup string) []Said {
+	var out []Said
+	if channelType != "im" && strings.Contains(markup, "<@"+s.BotUserID) {
+		out = append(out, s.callback(map[string]any{
+			"client_msg_id": s.nextID("msg-"), "type": "app_mention", "text": markup,
+			"user": user, "team": s.TeamID, "channel": channel,
+		}))
+	}
+	return append(out, s.callback(map[string]any{
+		"client_msg_id": s.nextID("msg-"), "type": "message", "text": markup,
+		"user": user, "team": s.TeamID, "channel": channel, "channel_type": channelType,
+	}))
+}
+
 // BotSays is another app's bot posting text in channel (channelType im or
 // channel), mentioning the bot.
 func (s *Server) BotSays(channel, channelType, text string) Said {
