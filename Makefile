@@ -18,7 +18,7 @@ run: ## run the all-in-one (embedded NATS, router, services, shell)
 
 .PHONY: build
 build: ## build every binary into bin/
-	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/greeter/cmd/greeter
+	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/note/cmd/note ./services/greeter/cmd/greeter
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
 .PHONY: deps
@@ -120,13 +120,16 @@ image: ## one command service's image: make image CMD=./services/mycmd/cmd/mycmd
 	@[ -n "$(CMD)" ] || { echo 'usage: make image CMD=./path/of/its/main [NAME=name] [TAG=dev]'; exit 2; }
 	deploy/images.sh $(TAG) $(or $(NAME),$(notdir $(patsubst %/,%,$(CMD))))=$(CMD)
 
-.env: ## secrets for the compose environment, made once: one NATS password per role, the web token
-	@umask 077; { \
-	  for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL BOTCTL SERVICE ROUTE; do \
-	    echo "BOTMESH_NATS_PASSWORD_$$role=$$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"; \
-	  done; \
-	  echo "BOTMESH_WEB_TOKEN=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"; \
-	} > .env; echo "wrote .env (the web chat token is BOTMESH_WEB_TOKEN in it; botctl's NATS password is BOTMESH_NATS_PASSWORD_BOTCTL)"
+# An .env of an earlier version gets the passwords of the roles added since
+# (it is remade when this Makefile changes; what it has is kept).
+.env: Makefile ## secrets for the compose environment, made once: one NATS password per role, the web token
+	@umask 077; touch .env; added=; \
+	for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL BOTCTL SERVICE SERVICE_NOTE ROUTE; do \
+	  grep -q "^BOTMESH_NATS_PASSWORD_$$role=" .env && continue; \
+	  echo "BOTMESH_NATS_PASSWORD_$$role=$$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >> .env; added="$$added $$role"; \
+	done; \
+	grep -q '^BOTMESH_WEB_TOKEN=' .env || { echo "BOTMESH_WEB_TOKEN=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=')" >> .env; added="$$added WEB_TOKEN"; }; \
+	touch .env; [ -z "$$added" ] || echo "wrote .env:$$added (the web chat token is BOTMESH_WEB_TOKEN in it; botctl's NATS password is BOTMESH_NATS_PASSWORD_BOTCTL)"
 
 .PHONY: botctl
 botctl: ## build bin/botctl (talks to a running environment)

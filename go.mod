@@ -9,6 +9,7 @@ require (
 	github.com/botmesh/botmesh/sdk v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/echo v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/greeter v0.0.0-00010101000000-000000000000
+	github.com/botmesh/botmesh/services/note v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/query v0.0.0-00010101000000-000000000000
 	github.com/botmesh/botmesh/services/registry-cmd v0.0.0-00010101000000-000000000000
 	github.com/chromedp/cdproto v0.0.0-20260714215040-dc233986426f
@@ -116,6 +117,7 @@ replace (
 	github.com/botmesh/botmesh/sdk => ./sdk
 	github.com/botmesh/botmesh/services/echo => ./services/echo
 	github.com/botmesh/botmesh/services/greeter => ./services/greeter
+	github.com/botmesh/botmesh/services/note => ./services/note
 	github.com/botmesh/botmesh/services/query => ./services/query
 	github.com/botmesh/botmesh/services/registry-cmd => ./services/registry-cmd
 )

@@ -251,7 +251,7 @@ func TestCompose(t *testing.T) {
 		if !ok {
 			t.Fatalf("an error reply:\n%s", out)
 		}
-		for _, want := range []string{"pong\n", "go.micro.bot.echo (1 node)", "go.micro.bot.registry (1 node)", "go.micro.bot.query (1 node)", "greeter (1 node)", "hi from compose\n", `"message": "Hello, Ada!"`} {
+		for _, want := range []string{"pong\n", "go.micro.bot.echo (1 node)", "go.micro.bot.registry (1 node)", "go.micro.bot.query (1 node)", "go.micro.bot.note (1 node)", "greeter (1 node)", "hi from compose\n", `"message": "Hello, Ada!"`} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}

@@ -23,6 +23,7 @@ declare -A bins=(
   [echo]=./services/echo/cmd/echo
   [registry-cmd]=./services/registry-cmd/cmd/registry-cmd
   [query]=./services/query/cmd/query
+  [note]=./services/note/cmd/note
   [greeter]=./services/greeter/cmd/greeter
   [botmesh]=./cmd/botmesh
   [frontdoor]=./cmd/frontdoor

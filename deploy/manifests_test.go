@@ -38,6 +38,7 @@ var natsUsers = map[string]string{
 	"registry-cmd":  "service",
 	"query":         "service",
 	"greeter":       "service",
+	"note":          "service-note",
 	"uptime":        "service",
 }
 
@@ -81,7 +82,7 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"echo", "frontdoor", "gateway-web", "greeter", "nats", "query", "registry-cmd", "router"}
+	want := []string{"echo", "frontdoor", "gateway-web", "greeter", "nats", "note", "query", "registry-cmd", "router"}
 	if got := p.ServiceNames(); !slices.Equal(got, want) {
 		t.Errorf("services %v, want %v (gateway-slack only with its profile)", got, want)
 	}

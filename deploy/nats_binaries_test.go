@@ -32,7 +32,7 @@ func TestIntegrationNATSBinaries(t *testing.T) {
 	build := exec.Command("go", "build", "-o", bin+"/",
 		"./router/cmd/router", "./gateway/cmd/gateway", "./cmd/botctl",
 		"./services/echo/cmd/echo", "./services/registry-cmd/cmd/registry-cmd",
-		"./services/query/cmd/query", "./services/greeter/cmd/greeter")
+		"./services/query/cmd/query", "./services/greeter/cmd/greeter", "./services/note/cmd/note")
 	build.Dir = repo
 	build.Env = append(os.Environ(), "GOWORK="+filepath.Join(repo, "go.work"))
 	if out, err := build.CombinedOutput(); err != nil {
@@ -79,6 +79,7 @@ func TestIntegrationNATSBinaries(t *testing.T) {
 	for _, svc := range []string{"echo", "registry-cmd", "query", "greeter"} {
 		start(svc, "service")
 	}
+	start("note", "service-note")
 	botctl := func(msgs ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -91,7 +92,7 @@ func TestIntegrationNATSBinaries(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err := botctl("list services")
-		if err == nil && strings.HasPrefix(out, "4 services:") {
+		if err == nil && strings.HasPrefix(out, "5 services:") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -156,14 +157,26 @@ func TestIntegrationNATSBinaries(t *testing.T) {
 			t.Errorf("botctl %s: %v\n%s", step.say, err, out)
 		}
 	}
-	// A gateway: the shell input, as the user gateway-shell.
+	// A gateway: the shell input, as the user gateway-shell. note keeps
+	// the conversation's notes in the routers' memory buckets, with its
+	// own identity (service-note).
 	gw := exec.Command(filepath.Join(bin, "gateway"), "--inputs", "shell")
 	gw.Env = env("gateway-shell")
-	gw.Stdin = strings.NewReader("ping\necho from the shell\n")
+	gw.Stdin = strings.NewReader("ping\necho from the shell\nnote add from the shell\n")
 	var gout, gerr bytes.Buffer
 	gw.Stdout, gw.Stderr = &gout, &gerr
-	if err := runBounded(gw, 60*time.Second); err != nil || !strings.Contains(gout.String(), "pong") || !strings.Contains(gout.String(), "from the shell") {
+	if err := runBounded(gw, 60*time.Second); err != nil || !strings.Contains(gout.String(), "pong") || !strings.Contains(gout.String(), "from the shell") || !strings.Contains(gout.String(), "noted (note 1)\n") {
 		t.Errorf("gateway --inputs shell: %v\n%s\n%s", err, gout.String(), gerr.String())
+	}
+	// (The lines of one input run at once: notes waits for a gateway of
+	// its own.)
+	gw = exec.Command(filepath.Join(bin, "gateway"), "--inputs", "shell")
+	gw.Env = env("gateway-shell")
+	gw.Stdin = strings.NewReader("notes\n")
+	gout.Reset()
+	gw.Stdout, gw.Stderr = &gout, &gerr
+	if err := runBounded(gw, 60*time.Second); err != nil || !regexp.MustCompile(`^1\. from the shell \(.+\)\n$`).MatchString(gout.String()) {
+		t.Errorf("gateway --inputs shell, notes: %v\n%s\n%s", err, gout.String(), gerr.String())
 	}
 	// The same gateway binary as a web gateway's identity: refused at its
 	// first message, whose subject is the shell's.

@@ -44,6 +44,7 @@ var natsRoles = []natsRole{
 	{"gateway-shell", "BOTMESH_NATS_PASSWORD_GATEWAY_SHELL", "shell"},
 	{"botctl", "BOTMESH_NATS_PASSWORD_BOTCTL", "cli"},
 	{"service", "BOTMESH_NATS_PASSWORD_SERVICE", ""},
+	{"service-note", "BOTMESH_NATS_PASSWORD_SERVICE_NOTE", ""},
 }
 
 // routePassword is the variable of the cluster routes' password; the

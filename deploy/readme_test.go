@@ -887,8 +887,8 @@ var readmeChecks = map[string]func(t *testing.T, r *readme, out string){
 	// work, through the front door; botctl answered.
 	"environment-up": func(t *testing.T, r *readme, out string) {
 		checkUp(t, r, out)
-		if !strings.Contains(out, "\npong\n4 services:\ngo.micro.bot.echo (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)\n") {
-			t.Fatalf("botctl did not answer pong and the 4 services:\n%s", indent(out))
+		if !strings.Contains(out, "\npong\n5 services:\ngo.micro.bot.echo (1 node)\ngo.micro.bot.note (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)\n") {
+			t.Fatalf("botctl did not answer pong and the 5 services:\n%s", indent(out))
 		}
 	},
 	// Scaled: 3 routers and 2 web gateways, behind the same front door,

@@ -42,12 +42,13 @@ var botctlBinary = sync.OnceValues(func() (string, error) {
 })
 
 // asUser gives a command the environment of a user whose configuration
-// directory is home: no BOTMESH_ variables, XDG_CONFIG_HOME=home.
+// directory is home and state directory home/state: no BOTMESH_
+// variables, XDG_CONFIG_HOME=home, XDG_STATE_HOME=home/state.
 func asUser(home string) func(*exec.Cmd) {
 	return func(cmd *exec.Cmd) {
-		cmd.Env = []string{"XDG_CONFIG_HOME=" + home}
+		cmd.Env = []string{"XDG_CONFIG_HOME=" + home, "XDG_STATE_HOME=" + filepath.Join(home, "state")}
 		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, flagenv.Prefix) && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") {
+			if !strings.HasPrefix(kv, flagenv.Prefix) && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") && !strings.HasPrefix(kv, "XDG_STATE_HOME=") {
 				cmd.Env = append(cmd.Env, kv)
 			}
 		}
@@ -250,7 +251,7 @@ func TestAllInOneAuthBeyondLoopback(t *testing.T) {
 		var out, errs bytes.Buffer
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 		defer cancel()
-		if err := allinone.Main(ctx, []string{"--nats_host", "0.0.0.0", "--creds_file", credsPath, "--log_level", "error"}, strings.NewReader("ping\n"), &out, &errs); err != nil {
+		if err := allinone.Main(ctx, []string{"--nats_host", "0.0.0.0", "--creds_file", credsPath, "--data_dir", t.TempDir(), "--log_level", "error"}, strings.NewReader("ping\n"), &out, &errs); err != nil {
 			t.Fatalf("botmesh: %v\nstderr:\n%s", err, errs.String())
 		}
 		if out.String() != "pong\n" {

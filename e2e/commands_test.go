@@ -115,6 +115,8 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	help := chat(t, in, "help").text
 	for _, line := range []string{
 		"list services - Lists the registered services with their node counts",
+		"note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]",
+		"notes - Lists this conversation's notes",
 		"get service [name] - Shows a service's versions, nodes and endpoints",
 		"register service [definition] - Registers a service given as go-micro JSON",
 		"deregister service [definition] - Deregisters nodes (name and node ids are enough)",
@@ -126,7 +128,7 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 		}
 	}
 
-	services := "4 services:\ngo.micro.bot.echo (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
+	services := "5 services:\ngo.micro.bot.echo (1 node)\ngo.micro.bot.note (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
 	eventually(t, in, "list services", func(r reply) bool { return r.text == services })
 
 	// botmesh's NATS transport answers a request sent again once.
@@ -145,7 +147,7 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	ok("yes",
 		"Registered billing version 2.1.0 with 1 node: billing-1 at 10.0.0.5:9090.\nWith the "+registryName+" registry it stays registered while this registry service runs.")
 	eventually(t, in, "list services", func(r reply) bool {
-		return r.text == "5 services:\nbilling (1 node)\ngo.micro.bot.echo (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
+		return r.text == "6 services:\nbilling (1 node)\ngo.micro.bot.echo (1 node)\ngo.micro.bot.note (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
 	})
 	ok("get service billing", "billing\nversion 2.1.0\n1 node:\n• billing-1\n  address: 10.0.0.5:9090\n  metadata: zone=a\nno endpoints listed")
 	confirm(`deregister service {"name":"billing","nodes":[{"id":"billing-1"}]}`)
@@ -209,12 +211,13 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	input := "list services\nget service go.micro.bot.echo\nquery greeter Greeter.Hello {\"name\":\"Ada\"}\nhealth greeter\nhelp\n"
-	if err := allinone.Main(ctx, []string{"--log_level", "error"}, strings.NewReader(input), &out, &errs); err != nil {
+	if err := allinone.Main(ctx, []string{"--log_level", "error", "--data_dir", t.TempDir()}, strings.NewReader(input), &out, &errs); err != nil {
 		t.Fatalf("botmesh: %v\nstderr:\n%s", err, errs.String())
 	}
 	want := strings.Join([]string{
-		"4 services:",
+		"5 services:",
 		"go.micro.bot.echo (1 node)",
+		"go.micro.bot.note (1 node)",
 		"go.micro.bot.query (1 node)",
 		"go.micro.bot.registry (1 node)",
 		"greeter (1 node)",
@@ -226,8 +229,8 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"  metadata: botmesh-replay=1, broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats",
 		"2 endpoints:",
 		"• Command.Exec",
-		"  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string}",
-		"  response: ExecResponse {result []uint8, error string}",
+		"  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string, answer Answer {state []uint8}}",
+		"  response: ExecResponse {result []uint8, error string, question Question {text string, state []uint8}}",
 		"• Command.Help",
 		"  request: HelpRequest",
 		"  response: HelpResponse {usage string, description string, commands []CommandSpec, secret_args []uint32}",
@@ -248,6 +251,8 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"help [command] - Displays help for all known commands, or the usage, description and examples of [command]",
 		"in [duration] [command] - Runs [command] once, after [duration] (e.g. in 10m health greeter)",
 		"list services - Lists the registered services with their node counts",
+		"note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]",
+		"notes - Lists this conversation's notes",
 		"ping - Returns pong",
 		"query [service] [method] [json] - Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request",
 		"register service [definition] - Registers a service given as go-micro JSON",

@@ -84,7 +84,7 @@ func TestEtcdRegistry(t *testing.T) {
 		c.RegistryAddress = "http://" + endpoint
 	})
 	eventually(t, in, "list services", func(r reply) bool {
-		return r.text == "4 services:\ngo.micro.bot.echo (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
+		return r.text == "5 services:\ngo.micro.bot.echo (1 node)\ngo.micro.bot.note (1 node)\ngo.micro.bot.query (1 node)\ngo.micro.bot.registry (1 node)\ngreeter (1 node)"
 	})
 	if r := chat(t, in, "echo through etcd"); r.text != "through etcd" || r.isErr {
 		t.Errorf("echo: %q (error: %v)", r.text, r.isErr)

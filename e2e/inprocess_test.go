@@ -174,7 +174,7 @@ func TestAllInOneShell(t *testing.T) {
 		var out, errs bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := allinone.Main(ctx, []string{"--log_level", "error"}, strings.NewReader(input), &out, &errs); err != nil {
+		if err := allinone.Main(ctx, []string{"--log_level", "error", "--data_dir", t.TempDir()}, strings.NewReader(input), &out, &errs); err != nil {
 			t.Fatalf("botmesh: %v\nstderr:\n%s", err, errs.String())
 		}
 		return out.String()
@@ -193,6 +193,8 @@ func TestAllInOneShell(t *testing.T) {
 			"help [command] - Displays help for all known commands, or the usage, description and examples of [command]",
 			"in [duration] [command] - Runs [command] once, after [duration] (e.g. in 10m health greeter)",
 			"list services - Lists the registered services with their node counts",
+			"note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]",
+			"notes - Lists this conversation's notes",
 			"ping - Returns pong",
 			"query [service] [method] [json] - Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request",
 			"register service [definition] - Registers a service given as go-micro JSON",

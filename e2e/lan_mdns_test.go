@@ -121,7 +121,7 @@ func TestMDNSLANZeroConf(t *testing.T) {
 		// Announced, its server speaks TLS; the credentials file carries
 		// the password and the CA that verifies it.
 		creds := filepath.Join(t.TempDir(), "allinone.creds")
-		aio := startPiped(t, "botmesh", "botmesh", noAddress, "--nats_announce", "--creds_file", creds, "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
+		aio := startPiped(t, "botmesh", "botmesh", noAddress, "--nats_announce", "--creds_file", creds, "--data_dir", t.TempDir(), "--log_level", "info", "--rate_user", "0", "--rate_channel", "0")
 		m := waitLog(t, aio.p, regexp.MustCompile(`msg="announcing NATS on the LAN" .*urls=\[(\S+)\]`), 15*time.Second)
 		announced := m[1]
 		g := start(t, "greeter-2", "greeter", noAddress, "--name", "greeter-2", "--find_nats", "--nats_creds", creds, "--log_level", "info")

@@ -90,7 +90,7 @@ func TestIntegrationMultiProcess(t *testing.T) {
 		{"health greeter", "greeter: its node is healthy\n• greeter-ID: ok (LATENCY)\n  address: over NATS"},
 		{"get service go.micro.bot.query", "go.micro.bot.query\nversion latest\n1 node:\n• go.micro.bot.query-ID\n  address: ADDRESS\n" +
 			"  metadata: botmesh-replay=1, broker=memory, protocol=mucp, registry=nats, server=mucp, transport=nats\n2 endpoints:\n" +
-			"• Command.Exec\n  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string}\n  response: ExecResponse {result []uint8, error string}\n" +
+			"• Command.Exec\n  request: ExecRequest {args []string, caller Peer {id string, name string, team string, bot bool}, conversation Conversation {platform string, channel string, thread string, gateway string, event_id string}, text string, command string, answer Answer {state []uint8}}\n  response: ExecResponse {result []uint8, error string, question Question {text string, state []uint8}}\n" +
 			"• Command.Help\n  request: HelpRequest\n  response: HelpResponse {usage string, description string, commands []CommandSpec, secret_args []uint32}"},
 		{"get service greetr", `get service: unknown service "greetr". Did you mean "greeter"? Type list services to see them all.`},
 	} {

@@ -81,6 +81,11 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 			return r.errorReply(ev, limitText(who, lim))
 		}
 	}
+	if !confirmed && !out.scheduled {
+		if rep := r.answer(ctx, ev, msg, out); rep != nil { // dialog.go
+			return rep
+		}
+	}
 	key := msg.Key()
 	switch {
 	case !confirmed && yesPattern.MatchString(key):
@@ -126,7 +131,7 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	case t.builtin != nil:
 		run = func() *chatopsv1.Event { return r.reply(ev, t.builtin.Exec(ctx, msg.Words)) }
 	default:
-		run = func() *chatopsv1.Event { return r.exec(ctx, ev, msg, t.cmd, out) }
+		run = func() *chatopsv1.Event { return r.execWith(ctx, ev, msg, t.cmd, out, nil) }
 	}
 	d := r.decide(ev, name)
 	out.rule = d.Rule
@@ -289,8 +294,11 @@ func execRequest(ev *chatopsv1.Event, msg parse.Message, cmd directory.Command) 
 	}
 }
 
-func (r *Router) exec(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, cmd directory.Command, out *outcome) *chatopsv1.Event {
+// execWith runs cmd's service with msg, and answer when msg answers the
+// service's question (dialog.go).
+func (r *Router) execWith(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, cmd directory.Command, out *outcome, answer *chatopsv1.Answer) *chatopsv1.Event {
 	req := execRequest(ev, msg, cmd)
+	req.Answer = answer
 	rsp := &chatopsv1.ExecResponse{}
 	name := cmd.Pattern()
 	// Note which node ran it, for the audit record.
@@ -315,6 +323,9 @@ func (r *Router) exec(ctx context.Context, ev *chatopsv1.Event, msg parse.Messag
 		out.err = rsp.GetError()
 		out.status = audit.StatusError
 		return r.errorReply(ev, name+": "+rsp.GetError())
+	}
+	if q := rsp.GetQuestion(); q != nil {
+		return r.ask(ctx, ev, cmd, q, out)
 	}
 	if len(rsp.GetResult()) == 0 {
 		return r.reply(ev, "(no output)")

@@ -31,6 +31,7 @@ import (
 	"github.com/botmesh/botmesh/router/ratelimit"
 	"github.com/botmesh/botmesh/sdk/command"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/memory"
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -79,6 +80,9 @@ type Config struct {
 	// ConfirmWindow is how long a command that needs confirmation waits
 	// for its author's "yes".
 	ConfirmWindow time.Duration
+	// DialogWindow is how long a command service's question waits for
+	// its user's answer (dialog.go).
+	DialogWindow time.Duration
 	// RateLimits bound how fast one user, or one conversation, may run
 	// commands (per router replica).
 	RateLimits ratelimit.Config
@@ -112,6 +116,7 @@ func DefaultConfig() Config {
 		JetStream:         inbound.DefaultJetStreamConfig(),
 		ProgressAfter:     5 * time.Second,
 		ConfirmWindow:     time.Minute,
+		DialogWindow:      5 * time.Minute,
 		RateLimits:        ratelimit.Config{UserPerMinute: 30, UserBurst: 10, ChannelPerMinute: 120, ChannelBurst: 30},
 		AuditMaxAge:       30 * 24 * time.Hour,
 		SchedulesPerUser:  20,
@@ -133,6 +138,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.JetStream.Stream.Replicas, "stream_replicas", c.JetStream.Stream.Replicas, "jetstream: copies of the inbound stream in a NATS cluster")
 	fs.DurationVar(&c.ProgressAfter, "progress_after", c.ProgressAfter, "when to tell the user a slow command is still running (0: never)")
 	fs.DurationVar(&c.ConfirmWindow, "confirm_window", c.ConfirmWindow, "how long a command that needs confirmation waits for its author's yes")
+	fs.DurationVar(&c.DialogWindow, "dialog_window", c.DialogWindow, "how long a command service's question waits for its user's answer")
 	fs.Float64Var(&c.RateLimits.UserPerMinute, "rate_user", c.RateLimits.UserPerMinute, "commands a minute one user may run (per router; 0: no limit)")
 	fs.IntVar(&c.RateLimits.UserBurst, "rate_user_burst", c.RateLimits.UserBurst, "commands one user may run at once above the rate")
 	fs.Float64Var(&c.RateLimits.ChannelPerMinute, "rate_channel", c.RateLimits.ChannelPerMinute, "commands a minute one conversation may run (per router; 0: no limit)")
@@ -178,6 +184,9 @@ func (c Config) withDefaults() Config {
 	if c.JetStream.Batch <= 0 {
 		c.JetStream.Batch = d.JetStream.Batch
 	}
+	if c.DialogWindow <= 0 {
+		c.DialogWindow = d.DialogWindow
+	}
 	if c.ConfirmWindow <= 0 {
 		c.ConfirmWindow = d.ConfirmWindow
 	}
@@ -211,6 +220,7 @@ type Router struct {
 	metrics *metrics
 	limiter *ratelimit.Limiter
 	store   atomic.Pointer[confirmStore]
+	dlg     atomic.Pointer[dialogBox]
 	audit   atomic.Pointer[audit.Recorder]
 	js      jetstream.JetStream // with JetStream delivery: the reply streams'
 	claims  *durable.Claims     // with JetStream delivery
@@ -282,6 +292,7 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 		silent:  map[string]time.Time{},
 	}
 	r.store.Store(&confirmStore{confirm.NewMemory(cfg.ConfirmWindow)})
+	r.dlg.Store(&dialogBox{newMemDialogs()})
 	rec, _ := audit.New(context.Background(), r.log.With("part", "audit"), nil, audit.StreamConfig{})
 	r.audit.Store(rec)
 	for _, o := range opts {
@@ -466,6 +477,12 @@ func (r *Router) useJetStream(ctx context.Context) {
 		r.log.Warn("no schedules: the schedules stream could not be made (nats-server 2.14 or later is needed)", "err", err)
 	} else {
 		r.schedJS = js
+	}
+	r.useDialogKV(ctx, jctx, js, replicas)
+	if err := durable.Setup(jctx, func(ctx context.Context) error {
+		return memory.EnsureBuckets(ctx, js, replicas)
+	}); err != nil {
+		r.log.Warn("no memory: command services that keep memory (sdk/memory) will say it is not there", "err", err)
 	}
 	var rec *audit.Recorder
 	err = durable.Setup(jctx, func(ctx context.Context) (err error) {

@@ -29,10 +29,12 @@ import (
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/services/echo"
 	"github.com/botmesh/botmesh/services/greeter"
+	"github.com/botmesh/botmesh/services/note"
 	"github.com/botmesh/botmesh/services/query"
 	registrycmd "github.com/botmesh/botmesh/services/registry-cmd"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Config is the all-in-one's configuration.
@@ -66,6 +68,12 @@ type Config struct {
 	// removes it at exit if it still holds this run's password. Main sets
 	// it to mesh.DefaultCredsFile() (--creds_file).
 	CredsFile string
+	// DataDir is where the embedded NATS server keeps its JetStream store
+	// (command services' memory, schedules, audit records) across
+	// restarts; Run locks it, so that a second botmesh cannot share it.
+	// Empty: a temporary directory, removed at exit. Main sets it to
+	// DefaultDataDir() (--data_dir).
+	DataDir string
 	// NoDemo leaves out the demo service (greeter).
 	NoDemo bool
 	// Router and Gateway configure the two parts.
@@ -84,6 +92,13 @@ func Services() map[string]func(*mesh.Mesh) (chatopsv1.CommandHandler, error) {
 		},
 		query.Name: func(m *mesh.Mesh) (chatopsv1.CommandHandler, error) {
 			return query.New(m.Registry(), m.NewClient(), query.WithLogger(m.Logger().With("service", query.Name))), nil
+		},
+		note.Name: func(m *mesh.Mesh) (chatopsv1.CommandHandler, error) {
+			js, err := jetstream.New(m.NATS())
+			if err != nil {
+				return nil, err
+			}
+			return note.New(js)
 		},
 	}
 }
@@ -116,7 +131,7 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 	var meshOpts []mesh.Option
 	if !cfg.External {
 		serveTLS := cfg.Announce || !isLoopback(cfg.NATSHost)
-		emb, err := startNATS(cfg.NATSHost, cfg.NATSPort, serveTLS)
+		emb, err := startNATS(cfg.NATSHost, cfg.NATSPort, serveTLS, cfg.DataDir)
 		if err != nil {
 			return err
 		}
@@ -125,7 +140,7 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		mcfg.FindNATS, mcfg.Announce = false, false
 		mcfg.Auth = mesh.Auth{User: partsUser, Password: emb.partsPassword}
 		readyURL = emb.adminURL()
-		log.Info("embedded NATS server", "url", emb.url, "listen", emb.ns.Addr().String(), "tls", serveTLS)
+		log.Info("embedded NATS server", "url", emb.url, "listen", emb.ns.Addr().String(), "tls", serveTLS, "data_dir", cfg.DataDir)
 		if emb.tls != nil {
 			meshOpts = append(meshOpts, mesh.WithNATSOptions(nats.Secure(emb.tls)))
 		}
@@ -331,11 +346,11 @@ func (e *embedded) creds() mesh.CredsFile {
 	return mesh.CredsFile{URL: e.url, User: adminUser, Password: e.adminPassword, CA: e.caPEM}
 }
 
-// startNATS starts the embedded NATS server, with JetStream in a temporary
-// directory (gateways keep their de-duplication memory there), its two
-// users with fresh passwords, and, if withTLS, TLS with a certificate from
-// a fresh CA; stop it with emb.stop.
-func startNATS(host string, port int, withTLS bool) (*embedded, error) {
+// startNATS starts the embedded NATS server, with JetStream in dataDir
+// (locked while it runs) or, if it is empty, in a temporary directory, its
+// two users with fresh passwords, and, if withTLS, TLS with a certificate
+// from a fresh CA; stop it with emb.stop.
+func startNATS(host string, port int, withTLS bool, dataDir string) (*embedded, error) {
 	emb := &embedded{partsPassword: mesh.GeneratePassword(), adminPassword: mesh.GeneratePassword()}
 	opts := &natsserver.Options{
 		Host:      host,
@@ -359,21 +374,31 @@ func startNATS(host string, port int, withTLS bool) (*embedded, error) {
 		pool.AppendCertsFromPEM(caPEM)
 		emb.tls = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
-	dir, err := os.MkdirTemp("", "botmesh-nats-")
-	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
+	dir := dataDir
+	var release func()
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "botmesh-nats-")
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS: %w", err)
+		}
+		dir, release = tmp, func() { os.RemoveAll(tmp) }
+	} else {
+		var err error
+		if release, err = openDataDir(dir); err != nil {
+			return nil, err
+		}
 	}
 	opts.StoreDir = dir
 	s, err := natsserver.NewServer(opts)
 	if err != nil {
-		os.RemoveAll(dir)
+		release()
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
 	emb.ns = s
 	emb.stop = func() {
 		s.Shutdown()
 		s.WaitForShutdown()
-		os.RemoveAll(dir)
+		release()
 	}
 	// A server that cannot listen says so in its log and gives up; with
 	// no log ReadyForConnections would wait its whole timeout.

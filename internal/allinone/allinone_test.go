@@ -68,6 +68,9 @@ func TestPrintServing(t *testing.T) {
 	}{
 		{"loopback", Config{NATSHost: "127.0.0.1", CredsFile: "/home/u/.config/botmesh/allinone.creds"},
 			[]string{"NATS credentials for botctl and other parts: /home/u/.config/botmesh/allinone.creds (only you can read it)"}},
+		{"a data directory", Config{NATSHost: "127.0.0.1", CredsFile: "/c", DataDir: "/home/u/.local/state/botmesh"},
+			[]string{"NATS credentials for botctl and other parts: /c (only you can read it)",
+				"Data (notes, schedules, audit) kept across restarts in /home/u/.local/state/botmesh (--data_dir)"}},
 		{"a LAN address", Config{NATSHost: "10.1.2.3", CredsFile: "/c"},
 			[]string{"NATS credentials for botctl and other parts: /c (only you can read it)",
 				"NATS is open to other hosts (port 4222), with TLS and a password: a part there needs a copy of /c, given as --nats_creds, and --nats_url tls://10.1.2.3:4222"}},
@@ -82,6 +85,16 @@ func TestPrintServing(t *testing.T) {
 				t.Errorf("got:\n%s\nwant:\n%s", b.String(), strings.Join(tc.want, "\n"))
 			}
 		})
+	}
+}
+
+func TestDefaultDataDir(t *testing.T) {
+	t.Setenv("HOME", "/home/u")
+	for state, want := range map[string]string{"/state": "/state/botmesh", "": "/home/u/.local/state/botmesh", "relative": "/home/u/.local/state/botmesh"} {
+		t.Setenv("XDG_STATE_HOME", state)
+		if got, err := DefaultDataDir(); err != nil || got != want {
+			t.Errorf("XDG_STATE_HOME=%q: %q, %v; want %q", state, got, err, want)
+		}
 	}
 }
 

@@ -69,7 +69,7 @@ func TestMainBusyPort(t *testing.T) {
 			addr := busy.Addr().String()
 			_, port, _ := net.SplitHostPort(addr)
 
-			args := append([]string{"--creds_file", filepath.Join(t.TempDir(), "allinone.creds"), "--no_demo"}, tc.args(addr, port)...)
+			args := append([]string{"--creds_file", filepath.Join(t.TempDir(), "allinone.creds"), "--data_dir", t.TempDir(), "--no_demo"}, tc.args(addr, port)...)
 			var stdout, stderr meshtest.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -103,7 +103,7 @@ var readyWord = regexp.MustCompile(`\bready\b`)
 // With every port free, Main says it is ready, after the web chat's
 // address, and stops when its context ends.
 func TestMainReady(t *testing.T) {
-	args := []string{"--creds_file", filepath.Join(t.TempDir(), "allinone.creds"), "--no_demo", "--web_address", "127.0.0.1:0", "--admin_address", "127.0.0.1:0"}
+	args := []string{"--creds_file", filepath.Join(t.TempDir(), "allinone.creds"), "--data_dir", t.TempDir(), "--no_demo", "--web_address", "127.0.0.1:0", "--admin_address", "127.0.0.1:0"}
 	var stdout, stderr meshtest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

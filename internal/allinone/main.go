@@ -38,6 +38,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	fs.IntVar(&cfg.NATSPort, "nats_port", cfg.NATSPort, "port of the embedded NATS server (-1: any free port)")
 	defaultCreds, credsErr := mesh.DefaultCredsFile()
 	fs.StringVar(&cfg.CredsFile, "creds_file", defaultCreds, "where botmesh writes the credentials of its embedded NATS server (mode 0600), for botctl and parts on other hosts (--nats_creds)")
+	defaultData, dataErr := DefaultDataDir()
+	fs.StringVar(&cfg.DataDir, "data_dir", defaultData, "where the embedded NATS server keeps its data (command services' memory, schedules, audit records) across restarts; one botmesh at a time uses it (empty: a temporary directory, removed at exit)")
 	fs.BoolVar(&cfg.NoDemo, "no_demo", false, "do not run the demo service greeter")
 	inputs := fs.String("inputs", "", "comma-separated inputs to run: "+strings.Join(gateway.Inputs().Names(), ", ")+" (default: shell,web on a terminal, shell when stdin is piped)")
 	// One local user: no rate limits unless asked for.
@@ -54,7 +56,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 
 Runs the whole botmesh mesh in one process: an embedded NATS server, a router,
 the command services (echo, registry: list/get/register/deregister service,
-query: query and health), the demo go-micro service greeter, and the inputs.
+query: query and health, note: a conversation's notes), the demo go-micro
+service greeter, and the inputs.
 On a terminal these are the shell (type messages, replies are printed) and the
 web chat (open the address it prints; --web_address, default 127.0.0.1:8080);
 Ctrl-D or Ctrl-C quits. With stdin piped, the shell alone reads the messages
@@ -70,6 +73,9 @@ With --nats_host beyond loopback or --nats_announce (the NATS server is
 announced on the LAN with mDNS) it also speaks TLS, with a CA made at start
 that the credentials file carries: parts on other hosts need a copy of the
 file (--nats_creds FILE), and find the server with --find_nats.
+
+The embedded NATS server keeps its JetStream store (command services' memory,
+schedules, audit records) in --data_dir, so that they outlive a restart.
 
 Set --nats_url to use a running NATS server instead of the embedded one; other
 routers, gateways and command services can join through it.
@@ -107,8 +113,11 @@ Flags:
 		if cfg.CredsFile == "" && credsErr != nil {
 			fmt.Fprintf(stderr, "botmesh: no credentials file for botctl and other parts (%v); set --creds_file\n", credsErr)
 		}
+		if cfg.DataDir == "" && dataErr != nil {
+			fmt.Fprintf(stderr, "botmesh: nothing is kept after exit (%v); set --data_dir\n", dataErr)
+		}
 	} else {
-		cfg.CredsFile = ""
+		cfg.CredsFile, cfg.DataDir = "", ""
 	}
 	cfg.Mesh = mcfg
 	cfg.Gateway.MaxMessageBytes = cfg.Router.MaxMessageBytes
@@ -171,6 +180,9 @@ Flags:
 func printServing(w io.Writer, cfg Config, natsURL string) {
 	if cfg.CredsFile != "" {
 		fmt.Fprintf(w, "NATS credentials for botctl and other parts: %s (only you can read it)\n", cfg.CredsFile)
+	}
+	if cfg.DataDir != "" {
+		fmt.Fprintf(w, "Data (notes, schedules, audit) kept across restarts in %s (--data_dir)\n", cfg.DataDir)
 	}
 	if !cfg.Announce && isLoopback(cfg.NATSHost) {
 		return

@@ -71,7 +71,7 @@ func TestPacingKeepsTheBotConnected(t *testing.T) {
 	for i := range n {
 		m := alice.NextFrom(t, botNick, 30*time.Second)
 		if m.Text != lines[i] {
-			t.Fatalf("line %d: got %.20q…, want %.20q…", i, m.Text, lines[i])
+			t.Fatalf("line %d: got %q, want %q", i, m.Text, lines[i])
 		}
 	}
 	t.Logf("measured: %d lines of %d bytes arrived in %s (default pacing: 5 at once, then 1 per second)", n, len(lines[0]), time.Since(began).Round(time.Millisecond))

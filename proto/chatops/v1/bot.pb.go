@@ -299,7 +299,12 @@ type ExecRequest struct {
 	Text string `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
 	// The matched command pattern (e.g. "list services"); for a service
 	// without CommandSpecs, the command word.
-	Command       string `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
+	Command string `protobuf:"bytes,5,opt,name=command,proto3" json:"command,omitempty"`
+	// Set when this message answers the service's question (ExecResponse.
+	// question): args and text are the user's answer, as they typed it
+	// (args[0] is its first word, not the command), and answer carries the
+	// state the service gave with its question.
+	Answer        *Answer `protobuf:"bytes,6,opt,name=answer,proto3" json:"answer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -369,20 +374,79 @@ func (x *ExecRequest) GetCommand() string {
 	return ""
 }
 
+func (x *ExecRequest) GetAnswer() *Answer {
+	if x != nil {
+		return x.Answer
+	}
+	return nil
+}
+
+// Answer is the user's reply to a service's question.
+type Answer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state the service put in its Question.
+	State         []byte `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Answer) Reset() {
+	*x = Answer{}
+	mi := &file_chatops_v1_bot_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Answer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Answer) ProtoMessage() {}
+
+func (x *Answer) ProtoReflect() protoreflect.Message {
+	mi := &file_chatops_v1_bot_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Answer.ProtoReflect.Descriptor instead.
+func (*Answer) Descriptor() ([]byte, []int) {
+	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Answer) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
 type ExecResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The result shown to the user. (Micro Bot field.)
 	Result []byte `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
 	// A failure to show to the user; when set, result is ignored.
 	// (Micro Bot field.)
-	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// A question instead of a result: the router shows question.text and
+	// sends the user's next message in this conversation to the same
+	// service, with question.state in ExecRequest.answer, until the service
+	// answers without a question. "cancel" leaves the dialog; an unanswered
+	// one expires (the router's --dialog_window). Ignored with error.
+	Question      *Question `protobuf:"bytes,3,opt,name=question,proto3" json:"question,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExecResponse) Reset() {
 	*x = ExecResponse{}
-	mi := &file_chatops_v1_bot_proto_msgTypes[4]
+	mi := &file_chatops_v1_bot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +458,7 @@ func (x *ExecResponse) String() string {
 func (*ExecResponse) ProtoMessage() {}
 
 func (x *ExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatops_v1_bot_proto_msgTypes[4]
+	mi := &file_chatops_v1_bot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +471,7 @@ func (x *ExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecResponse.ProtoReflect.Descriptor instead.
 func (*ExecResponse) Descriptor() ([]byte, []int) {
-	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{4}
+	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExecResponse) GetResult() []byte {
@@ -422,6 +486,67 @@ func (x *ExecResponse) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *ExecResponse) GetQuestion() *Question {
+	if x != nil {
+		return x.Question
+	}
+	return nil
+}
+
+// Question is what a service asks the user, and the state it needs back
+// with the answer (kept by the routers in NATS KV, at most 16 KiB).
+type Question struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Text          string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	State         []byte                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Question) Reset() {
+	*x = Question{}
+	mi := &file_chatops_v1_bot_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Question) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Question) ProtoMessage() {}
+
+func (x *Question) ProtoReflect() protoreflect.Message {
+	mi := &file_chatops_v1_bot_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Question.ProtoReflect.Descriptor instead.
+func (*Question) Descriptor() ([]byte, []int) {
+	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Question) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Question) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
 }
 
 // Peer is a chat user or bot.
@@ -443,7 +568,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_chatops_v1_bot_proto_msgTypes[5]
+	mi := &file_chatops_v1_bot_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +580,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_chatops_v1_bot_proto_msgTypes[5]
+	mi := &file_chatops_v1_bot_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +593,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{5}
+	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Peer) GetId() string {
@@ -516,7 +641,7 @@ type Conversation struct {
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_chatops_v1_bot_proto_msgTypes[6]
+	mi := &file_chatops_v1_bot_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +653,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_chatops_v1_bot_proto_msgTypes[6]
+	mi := &file_chatops_v1_bot_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +666,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{6}
+	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Conversation) GetPlatform() string {
@@ -615,7 +740,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_chatops_v1_bot_proto_msgTypes[7]
+	mi := &file_chatops_v1_bot_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +752,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_chatops_v1_bot_proto_msgTypes[7]
+	mi := &file_chatops_v1_bot_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +765,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{7}
+	return file_chatops_v1_bot_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Event) GetId() string {
@@ -745,16 +870,23 @@ const file_chatops_v1_bot_proto_rawDesc = "" +
 	"\x05usage\x18\x02 \x01(\tR\x05usage\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1f\n" +
 	"\vsecret_args\x18\x04 \x03(\rR\n" +
-	"secretArgs\"\xb7\x01\n" +
+	"secretArgs\"\xe3\x01\n" +
 	"\vExecRequest\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12(\n" +
 	"\x06caller\x18\x02 \x01(\v2\x10.chatops.v1.PeerR\x06caller\x12<\n" +
 	"\fconversation\x18\x03 \x01(\v2\x18.chatops.v1.ConversationR\fconversation\x12\x12\n" +
 	"\x04text\x18\x04 \x01(\tR\x04text\x12\x18\n" +
-	"\acommand\x18\x05 \x01(\tR\acommand\"<\n" +
+	"\acommand\x18\x05 \x01(\tR\acommand\x12*\n" +
+	"\x06answer\x18\x06 \x01(\v2\x12.chatops.v1.AnswerR\x06answer\"\x1e\n" +
+	"\x06Answer\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\"n\n" +
 	"\fExecResponse\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12\x14\n" +
-	"\x05error\x18\x02 \x01(\tR\x05error\"P\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x120\n" +
+	"\bquestion\x18\x03 \x01(\v2\x14.chatops.v1.QuestionR\bquestion\"4\n" +
+	"\bQuestion\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\"P\n" +
 	"\x04Peer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -806,37 +938,41 @@ func file_chatops_v1_bot_proto_rawDescGZIP() []byte {
 }
 
 var file_chatops_v1_bot_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chatops_v1_bot_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_chatops_v1_bot_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_chatops_v1_bot_proto_goTypes = []any{
 	(EventType)(0),                // 0: chatops.v1.EventType
 	(*HelpRequest)(nil),           // 1: chatops.v1.HelpRequest
 	(*HelpResponse)(nil),          // 2: chatops.v1.HelpResponse
 	(*CommandSpec)(nil),           // 3: chatops.v1.CommandSpec
 	(*ExecRequest)(nil),           // 4: chatops.v1.ExecRequest
-	(*ExecResponse)(nil),          // 5: chatops.v1.ExecResponse
-	(*Peer)(nil),                  // 6: chatops.v1.Peer
-	(*Conversation)(nil),          // 7: chatops.v1.Conversation
-	(*Event)(nil),                 // 8: chatops.v1.Event
-	nil,                           // 9: chatops.v1.Event.MetaEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*Answer)(nil),                // 5: chatops.v1.Answer
+	(*ExecResponse)(nil),          // 6: chatops.v1.ExecResponse
+	(*Question)(nil),              // 7: chatops.v1.Question
+	(*Peer)(nil),                  // 8: chatops.v1.Peer
+	(*Conversation)(nil),          // 9: chatops.v1.Conversation
+	(*Event)(nil),                 // 10: chatops.v1.Event
+	nil,                           // 11: chatops.v1.Event.MetaEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
 }
 var file_chatops_v1_bot_proto_depIdxs = []int32{
 	3,  // 0: chatops.v1.HelpResponse.commands:type_name -> chatops.v1.CommandSpec
-	6,  // 1: chatops.v1.ExecRequest.caller:type_name -> chatops.v1.Peer
-	7,  // 2: chatops.v1.ExecRequest.conversation:type_name -> chatops.v1.Conversation
-	0,  // 3: chatops.v1.Event.type:type_name -> chatops.v1.EventType
-	6,  // 4: chatops.v1.Event.from:type_name -> chatops.v1.Peer
-	9,  // 5: chatops.v1.Event.meta:type_name -> chatops.v1.Event.MetaEntry
-	10, // 6: chatops.v1.Event.time:type_name -> google.protobuf.Timestamp
-	1,  // 7: chatops.v1.Command.Help:input_type -> chatops.v1.HelpRequest
-	4,  // 8: chatops.v1.Command.Exec:input_type -> chatops.v1.ExecRequest
-	2,  // 9: chatops.v1.Command.Help:output_type -> chatops.v1.HelpResponse
-	5,  // 10: chatops.v1.Command.Exec:output_type -> chatops.v1.ExecResponse
-	9,  // [9:11] is the sub-list for method output_type
-	7,  // [7:9] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 1: chatops.v1.ExecRequest.caller:type_name -> chatops.v1.Peer
+	9,  // 2: chatops.v1.ExecRequest.conversation:type_name -> chatops.v1.Conversation
+	5,  // 3: chatops.v1.ExecRequest.answer:type_name -> chatops.v1.Answer
+	7,  // 4: chatops.v1.ExecResponse.question:type_name -> chatops.v1.Question
+	0,  // 5: chatops.v1.Event.type:type_name -> chatops.v1.EventType
+	8,  // 6: chatops.v1.Event.from:type_name -> chatops.v1.Peer
+	11, // 7: chatops.v1.Event.meta:type_name -> chatops.v1.Event.MetaEntry
+	12, // 8: chatops.v1.Event.time:type_name -> google.protobuf.Timestamp
+	1,  // 9: chatops.v1.Command.Help:input_type -> chatops.v1.HelpRequest
+	4,  // 10: chatops.v1.Command.Exec:input_type -> chatops.v1.ExecRequest
+	2,  // 11: chatops.v1.Command.Help:output_type -> chatops.v1.HelpResponse
+	6,  // 12: chatops.v1.Command.Exec:output_type -> chatops.v1.ExecResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_chatops_v1_bot_proto_init() }
@@ -850,7 +986,7 @@ func file_chatops_v1_bot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatops_v1_bot_proto_rawDesc), len(file_chatops_v1_bot_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
