@@ -141,6 +141,22 @@ func TestIntegrationNATSBinaries(t *testing.T) {
 		}
 		break
 	}
+	// Watches, with the router's identity: the watch list in its bucket.
+	// (After the commands above, the rate limit may ask botctl to wait.)
+	for _, step := range []struct{ say, want string }{
+		{"watch greeter", "watching greeter (1 node now)"},
+		{"watching", "this conversation watches: greeter (1 node)"},
+		{"unwatch greeter", "stopped watching greeter"},
+	} {
+		out, err := botctl(step.say)
+		for i := 0; i < 20 && strings.Contains(out, "slow down:"); i++ {
+			time.Sleep(time.Second)
+			out, err = botctl(step.say)
+		}
+		if err != nil || !strings.Contains(out, step.want) {
+			t.Errorf("botctl %s: %v\n%s", step.say, err, out)
+		}
+	}
 	// A gateway: the shell input, as the user gateway-shell. note keeps
 	// the conversation's notes in the routers' memory buckets, with its
 	// own identity (service-note).

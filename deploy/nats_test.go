@@ -54,19 +54,21 @@ const routePassword = "BOTMESH_NATS_PASSWORD_ROUTE"
 // Names the botmesh code uses (sdk/durable, router/audit, router/confirm,
 // gateway/dedup.go), repeated here: this module does not import botmesh's.
 const (
-	inStream     = "BOTMESH_IN"
-	outStream    = "BOTMESH_OUT_" // and the platform
-	keepSubject  = "bot.v1.keep."
-	aliveSubject = "bot.v1.alive."
-	auditStream  = "BOTMESH_AUDIT"
-	schedStream  = "BOTMESH_SCHEDULES"
-	routersGroup = "routers"
-	confirmKV    = "botmesh_confirm"
-	claimsKV     = "botmesh_claims"
-	seenKV       = "botmesh_gateway_seen"
-	routerSvc    = "botmesh-router"
-	registryQ    = "micro.registry.nats.query"
-	registryW    = "micro.registry.nats.watch"
+	inStream       = "BOTMESH_IN"
+	outStream      = "BOTMESH_OUT_" // and the platform
+	keepSubject    = "bot.v1.keep."
+	keepHeader     = "Botmesh-Keep"
+	sharedOutbound = "outbound"
+	aliveSubject   = "bot.v1.alive."
+	auditStream    = "BOTMESH_AUDIT"
+	schedStream    = "BOTMESH_SCHEDULES"
+	routersGroup   = "routers"
+	confirmKV      = "botmesh_confirm"
+	claimsKV       = "botmesh_claims"
+	seenKV         = "botmesh_gateway_seen"
+	routerSvc      = "botmesh-router"
+	registryQ      = "micro.registry.nats.query"
+	registryW      = "micro.registry.nats.watch"
 )
 
 // setNATSEnv gives every role a random password in the environment, as
@@ -330,7 +332,7 @@ func (m *mesh) routerSetup(t *testing.T) {
 	// One reply stream per platform.
 	for _, role := range natsRoles {
 		if role.platform != "" {
-			streams = append(streams, jetstream.StreamConfig{Name: outStream + role.platform, Subjects: []string{"bot.v1.out." + role.platform + ".*.*"},
+			streams = append(streams, jetstream.StreamConfig{Name: outStream + role.platform, Subjects: []string{"bot.v1.out." + role.platform + ".*.*", "bot.v1.out." + role.platform + ".*.*.o"},
 				Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, MaxAge: time.Hour, AllowDirect: true, MaxMsgsPerSubject: 1})
 		}
 	}
@@ -429,10 +431,18 @@ func (m *mesh) routerSetup(t *testing.T) {
 		instance := string(req.Data())
 		kctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := r.js.CreateOrUpdateConsumer(kctx, outStream+p, jetstream.ConsumerConfig{
+		cc := jetstream.ConsumerConfig{
 			Durable: "gw_" + instance, FilterSubject: "bot.v1.out." + p + "." + instance + ".*",
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, InactiveThreshold: time.Hour,
-		})
+		}
+		// The outbound consumers (sdk/durable/outbound.go).
+		switch req.Headers().Get(keepHeader) {
+		case "outbound-shared":
+			cc.Durable, cc.FilterSubject, cc.InactiveThreshold = sharedOutbound, "bot.v1.out."+p+".*.*.o", 0
+		case "outbound-instance":
+			cc.Durable, cc.FilterSubject = "out_"+instance, "bot.v1.out."+p+"."+instance+".*.o"
+		}
+		_, err := r.js.CreateOrUpdateConsumer(kctx, outStream+p, cc)
 		if err != nil {
 			r.errs <- fmt.Errorf("reply consumer: %w", err)
 			_ = req.Error("500", err.Error(), nil)
@@ -791,6 +801,9 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 	if shared[p] {
 		testReplyConsumer(ctx, t, g, p, s, reply)
 	}
+	if p != "cli" {
+		testOutboundConsumer(ctx, t, m, g, p, s)
+	}
 	// A router is alive.
 	pong, err := g.nc.Request("$SRV.PING."+routerSvc, nil, 5*time.Second)
 	if err != nil {
@@ -905,6 +918,14 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 		"$JS.API.CONSUMER.INFO.BOTMESH_OUT_" + other + ".gw_gw9",
 		"$JS.API.CONSUMER.LIST.BOTMESH_OUT_" + other,
 		"$JS.ACK.BOTMESH_OUT_" + other + ".gw_gw9.1.1.1.1.1",
+		// Another platform's outbound path (scheduled results,
+		// notifications).
+		"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_OUT_" + other + "." + sharedOutbound,
+		"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_OUT_" + other + ".out_gw9",
+		"$JS.API.CONSUMER.INFO.BOTMESH_OUT_" + other + "." + sharedOutbound,
+		"$JS.ACK.BOTMESH_OUT_" + other + "." + sharedOutbound + ".1.1.1.1.1",
+		"$JS.API.CONSUMER.CREATE.BOTMESH_OUT_" + p + "." + sharedOutbound + ".bot.v1.out." + other + ".*.*.o",
+		"bot.v1.out." + p + ".gw1.forged.o",
 		"bot.v1.keep." + other,
 		"bot.v1.alive." + other + ".gw9",
 		"$JS.API.STREAM.INFO.BOTMESH_IN",
@@ -1145,5 +1166,43 @@ func testReplyConsumer(ctx context.Context, t *testing.T, g *client, p string, s
 	g.flush()
 	if _, err := g.nc.Request(aliveSubject+p+".gw1", nil, 250*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
 		t.Fatalf("ping a live gateway: %v, want %v", err, nats.ErrTimeout)
+	}
+}
+
+// testOutboundConsumer: the gateway asks the routers for its outbound
+// consumer (Slack, XMPP, IRC: the platform's shared one; web, shell: its
+// own) and reads from it what a router posts unasked.
+func testOutboundConsumer(ctx context.Context, t *testing.T, m *mesh, g *client, p string, s jetstream.Stream) {
+	t.Helper()
+	// Instance gw2, whose live subscription is not the test's.
+	kind, name := "outbound-instance", "out_gw2"
+	if shared[p] {
+		kind, name = "outbound-shared", sharedOutbound
+	}
+	req := &nats.Msg{Subject: keepSubject + p, Header: nats.Header{keepHeader: {kind}}, Data: []byte("gw2")}
+	if _, err := g.nc.RequestMsg(req, 5*time.Second); err != nil {
+		t.Fatalf("ask the routers for the outbound consumer: %v", err)
+	}
+	subject := "bot.v1.out." + p + ".gw2.s1-1.o"
+	if _, err := m.router.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Header: nats.Header{jetstream.MsgIDHeader: {subject}}, Data: []byte("scheduled result")}); err != nil {
+		t.Fatalf("router: store an outbound message: %v", err)
+	}
+	c, err := s.Consumer(ctx, name)
+	if err != nil {
+		t.Fatalf("outbound consumer info: %v", err)
+	}
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatalf("fetch from the outbound consumer: %v", err)
+	}
+	var got []string
+	for msg := range batch.Messages() {
+		got = append(got, msg.Subject()+" "+string(msg.Data()))
+		if err := msg.DoubleAck(ctx); err != nil {
+			t.Fatalf("acknowledge an outbound message: %v", err)
+		}
+	}
+	if err := batch.Error(); err != nil || len(got) != 1 || got[0] != subject+" scheduled result" {
+		t.Fatalf("outbound consumer gave %q, %v; want the stored message", got, err)
 	}
 }

@@ -182,20 +182,29 @@ func TestAllInOneShell(t *testing.T) {
 	t.Run("the README example", func(t *testing.T) {
 		got := run(t, "ping\necho hi there\nhelp\n")
 		want := "pong\nhi there\n" + strings.Join([]string{
+			"at [time] [zone] [command] - Runs [command] once, at [time] (17:30, or 2026-12-24 17:30; UTC unless [zone], e.g. Europe/Berlin)",
+			`cron "S M H DOM MON DOW" [zone] [command] - Runs [command] on a six-field cron expression, seconds first`,
 			"deregister service [definition] - Deregisters nodes (name and node ids are enough)",
 			"echo [text] - Returns the [text]",
+			"every [duration] [command] - Runs [command] every [duration] (at least 1s)",
 			"get service [name] - Shows a service's versions, nodes and endpoints",
 			"health [service] - Asks every node of [service] for its health, with latency",
 			"hello - Returns a greeting",
 			"help [command] - Displays help for all known commands, or the usage, description and examples of [command]",
+			"in [duration] [command] - Runs [command] once, after [duration] (e.g. in 10m health greeter)",
 			"list services - Lists the registered services with their node counts",
 			"note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]",
 			"notes - Lists this conversation's notes",
 			"ping - Returns pong",
 			"query [service] [method] [json] - Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request",
 			"register service [definition] - Registers a service given as go-micro JSON",
+			"schedules - Lists this conversation's schedules",
 			"the three laws - Returns the three laws of robotics",
 			"time - Returns the server time",
+			"unschedule [id] - Removes a schedule you set",
+			"unwatch [service] - Stops watching [service]",
+			"watch [service] - Tells this conversation when [service]'s nodes come and go (watch commands: command services added and removed)",
+			"watching - Lists what this conversation watches",
 		}, "\n") + "\n"
 		if got != want {
 			t.Errorf("stdout:\n%s\nwant:\n%s", got, want)

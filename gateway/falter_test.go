@@ -215,15 +215,7 @@ func TestSiblingPostsRepliesOfAGatewayThatIsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = svc.Stop() }()
-	if err := svc.AddEndpoint("keep-replies", natsmicro.HandlerFunc(func(req natsmicro.Request) {
-		if err := durable.EnsureGatewayConsumer(context.Background(), js, "test", string(req.Data())); err != nil {
-			_ = req.Error("500", err.Error(), nil)
-			return
-		}
-		_ = req.Respond(nil)
-	}), natsmicro.WithEndpointSubject(durable.KeepSubject("test"))); err != nil {
-		t.Fatal(err)
-	}
+	keepConsumers(t, svc, js)
 	a, anc := startShared(t, s, "gw-a")
 	b, _ := startShared(t, s, "gw-b")
 	waitConsumer(t, js, "gw-a")

@@ -66,6 +66,11 @@ type Config struct {
 	// taken (inputs whose conversations any replica can post to: Slack,
 	// XMPP, IRC; JetStream delivery). Negative turns it off.
 	AdoptAfter time.Duration
+	// NoOutbound leaves what the bot posts unasked (scheduled results,
+	// notifications) to other gateways: for one that exits after its
+	// answers (botctl). Otherwise, with JetStream delivery, each input
+	// reads its outbound consumer (outbound.go).
+	NoOutbound bool
 }
 
 // DefaultConfig returns the defaults.
@@ -275,6 +280,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		for _, r := range g.inputs {
 			if shared(r) {
 				watchers.Go(func() { g.keepReplies(runCtx, r) })
+			}
+			if !g.cfg.NoOutbound {
+				watchers.Go(func() { g.keepOutbound(runCtx, r) })
 			}
 		}
 		defer func() {
@@ -748,6 +756,14 @@ const (
 // reply handles a reply from the subscription or from a look-up in the
 // reply stream.
 func (g *Gateway) reply(subject string, data []byte, header nats.Header, src source) {
+	if durable.IsOutbound(subject) {
+		// Posted from the outbound consumer (outbound.go), which the
+		// subscription sees too.
+		if g.js == nil {
+			g.outboundCore(subject, data)
+		}
+		return
+	}
 	// bot.v1.out.<platform>.<instance>.<token>[.p]
 	token, progress := strings.CutSuffix(subject, ".p")
 	token = token[strings.LastIndexByte(token, '.')+1:]

@@ -94,6 +94,8 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		return r.cancelPending(ctx, ev, out)
 	case isScheduling(msg.Words[0]):
 		return r.schedules(ctx, ev, msg, out)
+	case isWatching(msg.Words[0]):
+		return r.watchCommand(ctx, ev, msg, out)
 	}
 
 	// What is it, and may this user run it here?

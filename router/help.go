@@ -148,11 +148,9 @@ func (r *Router) helpEntries(ev *chatopsv1.Event) []helpEntry {
 	for _, b := range r.builtins {
 		add(builtinEntry(b))
 	}
-	if r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
-		for _, h := range scheduleHelp {
-			usage, desc, _ := strings.Cut(h.line, " - ")
-			add(newEntry(h.name, usage, desc))
-		}
+	for _, h := range r.firstHelp(ev) {
+		usage, desc, _ := strings.Cut(h.line, " - ")
+		add(newEntry(h.name, usage, desc))
 	}
 	cmds := r.dir.Commands()
 	r.noteSeen(cmds)
@@ -186,12 +184,10 @@ func (r *Router) helpText(ev *chatopsv1.Event) string {
 func (r *Router) helpFor(ctx context.Context, ev *chatopsv1.Event, words []string) *chatopsv1.Event {
 	may := r.helpShows(ev)
 	key := strings.ToLower(strings.Join(words, " "))
-	if isScheduling(words[0]) && r.sched != nil && r.schedulesOn(ev.GetPlatform()) {
-		for _, h := range scheduleHelp {
-			if strings.EqualFold(h.name, words[0]) && may(h.name) {
-				usage, desc, _ := strings.Cut(h.line, " - ")
-				return r.reply(ev, newEntry(h.name, usage, desc).full())
-			}
+	for _, h := range r.firstHelp(ev) {
+		if strings.EqualFold(h.name, words[0]) && may(h.name) {
+			usage, desc, _ := strings.Cut(h.line, " - ")
+			return r.reply(ev, newEntry(h.name, usage, desc).full())
 		}
 	}
 	if t, ok := r.resolve(ctx, key, words); ok && may(t.name) {

@@ -95,11 +95,11 @@ type Config struct {
 	// user may have at once.
 	SchedulesPerUser int
 	// SchedulePlatforms are the platforms, comma-separated, whose users
-	// may set schedules ("": every platform). A scheduled result is posted
-	// by the gateway instance that took the message that set it, through
-	// its consumer of the reply stream: Slack, XMPP and IRC gateways have
-	// one; web and shell gateways post only answers they are waiting for.
-	// EXPERIMENTAL: goes once any gateway of a platform posts results.
+	// may set schedules ("": every platform). A scheduled result takes the
+	// outbound path (sdk/durable/outbound.go): any gateway of a Slack, XMPP
+	// or IRC conversation posts it; a web or shell gateway posts it to its
+	// own sessions. botctl (cli) exits after each answer: a result would
+	// wait for nobody.
 	SchedulePlatforms string
 }
 
@@ -120,7 +120,7 @@ func DefaultConfig() Config {
 		RateLimits:        ratelimit.Config{UserPerMinute: 30, UserBurst: 10, ChannelPerMinute: 120, ChannelBurst: 30},
 		AuditMaxAge:       30 * 24 * time.Hour,
 		SchedulesPerUser:  20,
-		SchedulePlatforms: "slack,xmpp,irc",
+		SchedulePlatforms: "slack,xmpp,irc,web,shell",
 	}
 }
 
@@ -146,7 +146,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.HelpAll, "help_all", c.HelpAll, "help lists every command, not only those the user may run")
 	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
 	fs.IntVar(&c.SchedulesPerUser, "schedules_per_user", c.SchedulesPerUser, "schedules (in, at, every, cron) one user may have at once")
-	fs.StringVar(&c.SchedulePlatforms, "schedule_platforms", c.SchedulePlatforms, "platforms whose users may set schedules, comma-separated (empty: all); their gateways must post replies they did not wait for (slack, xmpp, irc do)")
+	fs.StringVar(&c.SchedulePlatforms, "schedule_platforms", c.SchedulePlatforms, "platforms whose users may set schedules, comma-separated (empty: all); their gateways must read the outbound path (slack, xmpp, irc, web, shell do; botctl's cli does not)")
 }
 
 func (c Config) withDefaults() Config {
@@ -231,6 +231,9 @@ type Router struct {
 	sched   jetstream.Stream
 	schedJS jetstream.JetStream
 	fired   inbound.Source
+	// watch is the watch list (watch.go); nil without JetStream. Set
+	// before Run takes messages.
+	watch *watches
 	// outStreams holds the platforms whose reply stream this router made
 	// sure of.
 	outStreams sync.Map
@@ -368,12 +371,13 @@ func (r *Router) Run(ctx context.Context) error {
 		r.svcID = svc.Info().ID
 		defer func() { _ = svc.Stop() }()
 		if r.js != nil {
-			// Gateways of shared platforms ask for their reply consumer.
+			// Gateways ask for their reply and outbound consumers.
 			if err := svc.AddEndpoint("keep-replies", natsmicro.HandlerFunc(r.keepReplies), natsmicro.WithEndpointSubject(durable.KeepSubjectPrefix+"*")); err != nil {
 				r.log.Warn("gateways cannot get their reply consumers: a gateway that dies leaves its replies unposted", "err", err)
 			}
 		}
 	}
+	defer r.startWatches(ctx)()
 	if err := r.src.Start(ctx, func(m *inbound.Message) { r.receive(work, m, r.process) }); err != nil {
 		return err
 	}
@@ -606,13 +610,14 @@ func (r *Router) run(ctx context.Context, m *inbound.Message, to string, ev *cha
 	stop := r.whileWorking(hctx, m, to, ev)
 	defer stop()
 	reply := handle(hctx)
+	final := finalSubject(m, to)
 	if m.Durable() && r.js != nil {
 		// The acknowledgement waits until the reply is stored: then no
 		// NATS failure loses it, and a redelivery finds it.
-		m.Done(r.storeReply(ctx, to, reply))
+		m.Done(r.storeReply(ctx, final, reply))
 		return
 	}
-	m.Done(r.publish(to, reply))
+	m.Done(r.publish(final, reply))
 }
 
 // refuseForged leaves the audit record of an event whose body disagrees
@@ -706,22 +711,24 @@ func (r *Router) answered(ctx context.Context, to string) bool {
 	return ok
 }
 
-// keepReplies makes the reply stream consumer a gateway asks for: its
-// platform is the request's subject's (NATS permissions let a gateway
-// publish only its own), its instance the body.
+// keepReplies makes the reply stream consumer a gateway asks for (its
+// reply consumer, or an outbound one, durable.KeepHeader): its platform is
+// the request's subject's (NATS permissions let a gateway publish only its
+// own), its instance the body.
 func (r *Router) keepReplies(req natsmicro.Request) {
 	platform := strings.TrimPrefix(req.Subject(), durable.KeepSubjectPrefix)
 	instance := string(req.Data())
+	kind := req.Headers().Get(durable.KeepHeader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := durable.Setup(ctx, func(ctx context.Context) error {
 		if err := r.ensureOut(ctx, r.js, platform); err != nil {
 			return err
 		}
-		return durable.EnsureGatewayConsumer(ctx, r.js, platform, instance)
+		return durable.Keep(ctx, r.js, platform, instance, kind)
 	})
 	if err != nil {
-		r.log.Warn("reply consumer for a gateway not made", "platform", platform, "gateway", instance, "err", err)
+		r.log.Warn("reply consumer for a gateway not made", "platform", platform, "gateway", instance, "kind", kind, "err", err)
 		_ = req.Error("500", "reply consumer not made", nil)
 		return
 	}
@@ -764,7 +771,7 @@ func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Eve
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if platform := chatopsv1.ReplyPlatform(to); !r.outKnown(platform) {
+	if platform := chatopsv1.ReplyPlatform(strings.TrimSuffix(to, durable.OutboundSuffix)); !r.outKnown(platform) {
 		if err := durable.Setup(sctx, func(ctx context.Context) error { return r.ensureOut(ctx, r.js, platform) }); err != nil {
 			r.log.Warn("reply stream not set up; storing the reply anyway", "subject", to, "err", err)
 		}

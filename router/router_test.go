@@ -207,6 +207,9 @@ func TestBuiltinsAndEcho(t *testing.T) {
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",
 		"unschedule [id] - Removes a schedule you set",
+		"unwatch [service] - Stops watching [service]",
+		"watch [service] - Tells this conversation when [service]'s nodes come and go (watch commands: command services added and removed)",
+		"watching - Lists what this conversation watches",
 	}
 	if got := strings.Split(help, "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("help =\n%s\nwant\n%s", help, strings.Join(want, "\n"))

@@ -32,19 +32,12 @@ import (
 // bot.v1.sched.fire.<platform>; the routers read those through one shared
 // durable consumer, as they read BOTMESH_IN, claim each (durable.Claims)
 // and run the command as the user who set it, in the conversation where it
-// was set, checking the policy again. The result goes to the gateway
-// instance that took the original message, under a token of its own
-// (bot.v1.out.<platform>.<instance>.s<id>-<seq>), stored in the platform's
-// reply stream: a Slack, XMPP or IRC gateway of that instance reads it from
-// its consumer and posts it.
-//
-// Not yet: when that gateway instance is gone for good (a new pod name),
-// a sibling posts what its consumer holds, as with replies, but NATS
-// removes a consumer nobody read for an hour (durable.GatewayConsumerInactive)
-// and later results are stored and posted by no one. The next step is a
-// platform-wide outbound consumer that any gateway of the platform serves.
-// Web and shell gateways post only replies to messages they are waiting
-// for, so schedules are refused there (Config.SchedulePlatforms).
+// was set, checking the policy again. The result takes the outbound path
+// (sdk/durable/outbound.go): stored in the platform's reply stream on
+// bot.v1.out.<platform>.<instance>.s<id>-<seq>.o, it is posted by any live
+// gateway of a Slack, XMPP or IRC conversation, and by the web or shell
+// gateway instance that took the message that set it (a web session keeps
+// it in its history until the tab is back).
 
 // Schedule command words other than the verbs of package schedule.
 const (
@@ -61,6 +54,22 @@ var scheduleHelp = []struct{ name, line string }{
 	{"cron", schedule.UsageCron + " - Runs COMMAND on a six-field cron expression, seconds first"},
 	{cmdSchedules, cmdSchedules + " - Lists this conversation's schedules"},
 	{cmdUnschedule, cmdUnschedule + " ID - Removes a schedule you set"},
+}
+
+// firstHelp are help's lines, by name, for the commands of the bot that
+// speaks first (schedules, watches) that ev's platform has.
+func (r *Router) firstHelp(ev *chatopsv1.Event) []struct{ name, line string } {
+	if !r.schedulesOn(ev.GetPlatform()) {
+		return nil
+	}
+	var lines []struct{ name, line string }
+	if r.sched != nil {
+		lines = append(lines, scheduleHelp...)
+	}
+	if r.watch != nil {
+		lines = append(lines, watchHelp...)
+	}
+	return lines
 }
 
 // isScheduling reports whether word starts one of the scheduling commands.
@@ -454,6 +463,15 @@ func (r *Router) processFired(ctx context.Context, m *inbound.Message) {
 	r.run(ctx, m, to, ev, func(ctx context.Context) *chatopsv1.Event {
 		return r.runScheduled(ctx, ev, id, desc, def, repeating)
 	})
+}
+
+// finalSubject is where the final answer to m goes: the reply subject to,
+// or, for a command a schedule fired, the outbound subject beside it.
+func finalSubject(m *inbound.Message, to string) string {
+	if strings.HasPrefix(m.Subject, durable.ScheduleFirePrefix) {
+		return durable.OutboundSubject(to)
+	}
+	return to
 }
 
 // scheduleExists reports whether the schedule on subject is still there;

@@ -10,9 +10,11 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/router/policy"
+	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/botmesh/botmesh/services/echo"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 	"google.golang.org/protobuf/proto"
 )
@@ -28,6 +30,8 @@ type chat struct {
 	// early holds scheduled results that came while say waited for an
 	// answer.
 	early []*chatopsv1.Event
+	// outbound reads the chat's outbound messages from the reply stream.
+	outbound jetstream.Consumer
 }
 
 func (e *env) chat(user, to string) *chat {
@@ -84,7 +88,9 @@ func (c *chat) fired(d time.Duration) []*chatopsv1.Event {
 			continue
 		}
 		ev := decode(c.e.t, m)
-		if token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]; !strings.HasPrefix(token, "s") || !strings.Contains(token, "-") {
+		// Results take the outbound path: the reply subject and ".o".
+		subject, outbound := strings.CutSuffix(m.Subject, durable.OutboundSuffix)
+		if token := subject[strings.LastIndexByte(subject, '.')+1:]; !outbound || !strings.HasPrefix(token, "s") || !strings.Contains(token, "-") {
 			c.e.t.Errorf("unexpected reply on %s: %q", m.Subject, ev.GetData())
 			continue
 		}

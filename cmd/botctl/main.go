@@ -91,7 +91,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 	}
 	defer m.Close()
 	sc := newScript(lines, stdout)
-	cfg.DedupWindow = -1 // every line is a new message
+	cfg.DedupWindow = -1  // every line is a new message
+	cfg.NoOutbound = true // it exits after its answers
 	g, err := gateway.New(m.NATS(), []adapter.Input{sc}, cfg, log)
 	if err != nil {
 		return err

@@ -202,10 +202,38 @@ func parseAt(sc *scanner, now time.Time) (Spec, error) {
 			return Spec{}, fmt.Errorf("%s %s %s is more than 366 days away", date, clock, zoneName)
 		}
 	}
+	if dst := wallClockNote(when, h, m, s, clock, zoneName); dst != "" {
+		if note != "" {
+			note += "; "
+		}
+		note += dst
+	}
 	return Spec{
 		Kind: At, Pattern: "@at " + when.UTC().Format(time.RFC3339), When: when.UTC(), Command: cmd, Note: note,
 		Desc: "at " + typedVal + " " + zoneName,
 	}, nil
+}
+
+// wallClockNote says when the time of day h:m:s the user asked for is
+// not once on when's day in its zone: it does not exist (the clocks go
+// forward; Go's time.Date moves it past the gap) or happens twice (the
+// clocks go back; time.Date takes one of the two). Else it is "".
+func wallClockNote(when time.Time, h, m, s int, clock, zoneName string) string {
+	day := when.Format("Mon 2 Jan")
+	if when.Hour() != h || when.Minute() != m || when.Second() != s {
+		return fmt.Sprintf("%s does not exist in %s on %s (the clocks go forward): it runs at %s", clock, zoneName, day, when.Format("15:04:05 MST"))
+	}
+	for _, d := range []time.Duration{-time.Hour, time.Hour} {
+		other := when.Add(d).In(when.Location())
+		if other.Hour() == h && other.Minute() == m && other.Second() == s && other.Day() == when.Day() {
+			which := "first"
+			if d < 0 {
+				which = "second"
+			}
+			return fmt.Sprintf("%s happens twice in %s on %s (the clocks go back): it runs at the %s, %s", clock, zoneName, day, which, when.Format("15:04:05 MST"))
+		}
+	}
+	return ""
 }
 
 // isDate reports whether s is YYYY-MM-DD.

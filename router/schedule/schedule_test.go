@@ -143,3 +143,41 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Time zones whose clocks change within the window, on a fixed clock: "at"
+// is computed in the zone's own rules on the day it runs (not the offset
+// of today), and a time that does not exist or happens twice that day is
+// said. (nats-server evaluates cron in its Nats-Schedule-Time-Zone on its
+// own clock, which a test cannot set: cron across a change is not covered
+// here; every is an interval, the same in any zone.)
+func TestParseAcrossClockChanges(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		now        time.Time
+		pattern    string
+		note       string
+	}{
+		{"tomorrow is winter time", "at 9:00 Europe/Berlin ping", time.Date(2026, 10, 24, 12, 0, 0, 0, time.UTC),
+			"@at 2026-10-25T08:00:00Z", "9:00 Europe/Berlin has passed today: it runs tomorrow"},
+		{"tomorrow is summer time", "at 9:00 Europe/Berlin ping", time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC),
+			"@at 2026-03-29T07:00:00Z", "9:00 Europe/Berlin has passed today: it runs tomorrow"},
+		{"later today, after the clocks went back", "at 23:00 America/New_York ping", time.Date(2026, 11, 1, 5, 0, 0, 0, time.UTC),
+			"@at 2026-11-02T04:00:00Z", ""},
+		{"a time that does not exist", "at 2026-03-29 02:30 Europe/Berlin ping", time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC),
+			"@at 2026-03-29T01:30:00Z", "02:30 does not exist in Europe/Berlin on Sun 29 Mar (the clocks go forward): it runs at 03:30:00 CEST"},
+		{"a time that happens twice", "at 2026-10-25 02:30 Europe/Berlin ping", time.Date(2026, 10, 24, 12, 0, 0, 0, time.UTC),
+			"@at 2026-10-25T01:30:00Z", "02:30 happens twice in Europe/Berlin on Sun 25 Oct (the clocks go back): it runs at the second, 02:30:00 CET"},
+		{"tomorrow does not have it", "at 2:30 Europe/Berlin ping", time.Date(2026, 3, 28, 12, 0, 0, 0, time.UTC),
+			"@at 2026-03-29T01:30:00Z", "2:30 Europe/Berlin has passed today: it runs tomorrow; 2:30 does not exist in Europe/Berlin on Sun 29 Mar (the clocks go forward): it runs at 03:30:00 CEST"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := schedule.Parse(tc.text, tc.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Pattern != tc.pattern || s.Note != tc.note {
+				t.Errorf("Parse(%q) at %s = %q, note %q; want %q, note %q", tc.text, tc.now, s.Pattern, s.Note, tc.pattern, tc.note)
+			}
+		})
+	}
+}

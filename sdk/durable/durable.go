@@ -145,7 +145,8 @@ func EnsureReplyStream(ctx context.Context, js jetstream.JetStream, platform str
 	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        name,
 		Description: "botmesh final replies to " + platform + " messages, kept so that none is lost on the way to a gateway",
-		Subjects:    []string{chatopsv1.SubjectOutPrefix + platform + ".*.*"},
+		// Replies, and what is posted unasked (outbound.go).
+		Subjects:    []string{chatopsv1.SubjectOutPrefix + platform + ".*.*", outboundFilter(platform, "")},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(replicas, 1),
@@ -181,21 +182,24 @@ func RemoveOldReplyStream(ctx context.Context, js jetstream.JetStream) (bool, er
 }
 
 // Answered reports whether a reply stream holds a final reply on subject
-// (a message's reply_to). An error means it could not tell.
+// (a message's reply_to), or the outbound message that answers it (a
+// scheduled command's). An error means it could not tell.
 func Answered(ctx context.Context, js jetstream.JetStream, subject string) (bool, error) {
 	s, err := js.Stream(ctx, ReplyStream(chatopsv1.ReplyPlatform(subject)))
 	if err != nil {
 		return false, err
 	}
-	_, err = s.GetLastMsgForSubject(ctx, subject)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return false, nil
-	default:
-		return false, err
+	for _, subj := range []string{subject, OutboundSubject(subject)} {
+		_, err = s.GetLastMsgForSubject(ctx, subj)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		default:
+			return false, err
+		}
 	}
+	return false, nil
 }
 
 // ReplyHeader returns NATS headers for the final reply on subject: its
