@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botmesh/botmesh/gateway/adapter/slack/fakeslack"
+	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	"github.com/botmesh/botmesh/gateway/adapter/web"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/durable"
