@@ -21,6 +21,7 @@ import (
 	"github.com/botmesh/botmesh/router/policy"
 	"github.com/botmesh/botmesh/router/ratelimit"
 	"go-micro.dev/v4/client"
+	merrors "go-micro.dev/v4/errors"
 	"go-micro.dev/v4/registry"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
@@ -256,9 +257,15 @@ func limitText(who string, lim *ratelimit.Refusal) string {
 
 func qualified(platform, id string) string { return platform + ":" + id }
 
-// validateTimeout bounds a Command.Validate call: the user waits for it
-// before the confirmation question.
-const validateTimeout = 5 * time.Second
+// validateTimeout bounds the Command.Validate calls of one message: the
+// user waits for them before the confirmation question. Each attempt gets
+// at most validateAttempt: a check is quick and changes nothing, so an
+// attempt that hangs (go-micro's http transport stalls a call now and then
+// until its time-out, DEPENDENCIES.md) is abandoned and made again.
+const (
+	validateTimeout = 5 * time.Second
+	validateAttempt = 1500 * time.Millisecond
+)
 
 // validate asks cmd's service to check the message before its author is
 // asked to confirm it (Command.Validate, which a service may serve beside
@@ -269,12 +276,21 @@ const validateTimeout = 5 * time.Second
 func (r *Router) validate(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, cmd directory.Command) string {
 	vctx, cancel := context.WithTimeout(ctx, validateTimeout)
 	defer cancel()
-	rsp := &chatopsv1.ExecResponse{}
-	if err := r.cl.Call(vctx, r.cl.NewRequest(cmd.Service, "Command.Validate", execRequest(ev, msg, cmd)), rsp, client.WithRetries(0)); err != nil {
-		r.log.Debug("command not validated before its confirmation", "service", cmd.Service, "command", cmd.Pattern(), "err", err)
-		return ""
+	req := r.cl.NewRequest(cmd.Service, "Command.Validate", execRequest(ev, msg, cmd))
+	for {
+		rsp := &chatopsv1.ExecResponse{}
+		actx, acancel := context.WithTimeout(vctx, validateAttempt)
+		err := r.cl.Call(actx, req, rsp, client.WithRetries(0))
+		acancel()
+		if err == nil {
+			return rsp.GetError()
+		}
+		if vctx.Err() != nil || merrors.FromError(err).Code != 408 /* go-micro: request timeout */ {
+			r.log.Debug("command not validated before its confirmation", "service", cmd.Service, "command", cmd.Pattern(), "err", err)
+			return ""
+		}
+		r.log.Debug("validation attempt timed out; trying again", "service", cmd.Service, "command", cmd.Pattern())
 	}
-	return rsp.GetError()
 }
 
 // execRequest is what cmd's service gets for the message msg of ev.

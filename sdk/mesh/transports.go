@@ -76,7 +76,7 @@ func (m *Mesh) callersFor() *callers {
 		} else {
 			m.others.nats = natstransport.NewClient(natstransport.New(m.nc, transport.Logger(m.mlog)), base...).(*natstransport.Client)
 		}
-		m.others.http = client.NewClient(append(base, client.Transport(transport.NewHTTPTransport(transport.Logger(m.mlog))))...)
+		m.others.http = client.NewClient(append(base, noHTTPPool, client.Transport(transport.NewHTTPTransport(transport.Logger(m.mlog))))...)
 		m.others.grpc = grpcclient.NewClient(base...)
 	})
 	return &m.others
