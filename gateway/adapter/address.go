@@ -22,6 +22,11 @@ import (
 // DefaultPrefix is the default of --prefix.
 const DefaultPrefix = "!"
 
+// DefaultName is the bot's name where the platform gives it none (the
+// terminal, the web chat): there too "@botmesh ping" and "botmesh: ping"
+// are ping, as a user used to the channels would type them.
+const DefaultName = "botmesh"
+
 // Meta keys a gateway input sets on the events of rooms, for the router.
 const (
 	// MetaRoom is "true" on a message said in a room (channel, multi-user

@@ -173,7 +173,7 @@ func (s *Input) Recv(ctx context.Context) (*chatopsv1.Event, error) {
 			Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE,
 			From: &chatopsv1.Peer{Id: s.user, Name: s.user},
 			To:   Name,
-			Data: []byte(adapter.Addressing{Prefix: s.prefix}.Direct(string(l.text))),
+			Data: []byte(adapter.Addressing{Names: []string{adapter.DefaultName}, Prefix: s.prefix}.Direct(string(l.text))),
 			Meta: map[string]string{"shell.line": strconv.Itoa(l.n)},
 		}
 		s.mu.Lock()

@@ -110,8 +110,11 @@ func (p *platform) SayAsTyped(t *testing.T, c adaptertest.Conversation, text str
 	p.Say(t, c, text)
 }
 
-// Addressing: a tab is a direct conversation with no name for the bot.
-func (p *platform) Addressing() adaptertest.Addressing { return adaptertest.Addressing{} }
+// Addressing: a tab is a direct conversation, where the bot goes by
+// adapter.DefaultName.
+func (p *platform) Addressing() adaptertest.Addressing {
+	return adaptertest.Addressing{Name: adapter.DefaultName, Mention: "@" + adapter.DefaultName}
+}
 
 func (p *platform) Posted(t *testing.T, d time.Duration) adaptertest.Post {
 	t.Helper()

@@ -369,7 +369,7 @@ func (c *conn) deliver(f inFrame) bool {
 		Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE,
 		From: &chatopsv1.Peer{Id: "web:" + c.sid, Name: c.name},
 		To:   c.key,
-		Data: []byte(adapter.Addressing{Prefix: c.in.prefix}.Direct(f.Text)),
+		Data: []byte(adapter.Addressing{Names: []string{adapter.DefaultName}, Prefix: c.in.prefix}.Direct(f.Text)),
 		Meta: map[string]string{MetaConn: c.id},
 		Time: timestamppb.Now(),
 	}
