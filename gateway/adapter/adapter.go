@@ -174,6 +174,11 @@ func (s *Set) Flags(fs *flag.FlagSet) {
 	}
 }
 
+// aliases are the Micro Bot's names of inputs botmesh has under another
+// name: its command line (--inputs=hipchat,slack) works as its README
+// wrote it. HipChat spoke XMPP; its flags are the xmpp input's aliases.
+var aliases = map[string]string{"hipchat": "xmpp"}
+
 // Select initialises and returns the inputs named in list, a
 // comma-separated list as --inputs takes it.
 func (s *Set) Select(list string, env Env) ([]Input, error) {
@@ -185,6 +190,11 @@ func (s *Set) Select(list string, env Env) ([]Input, error) {
 	for _, n := range strings.Split(list, ",") {
 		if n = strings.TrimSpace(n); n == "" {
 			continue
+		}
+		if a, ok := aliases[n]; ok {
+			if _, ok := s.inputs[a]; ok {
+				n = a
+			}
 		}
 		in, ok := s.inputs[n]
 		if !ok {
