@@ -1,6 +1,7 @@
 package ircgw
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func BenchmarkNormalize(b *testing.B) {
 			id, to, text     = ev.GetId(), ev.GetTo(), string(ev.GetData())
 			from, nick, team = ev.GetFrom().GetId(), ev.GetFrom().GetName(), ev.GetFrom().GetTeam()
 			stamp            = ev.GetTime().AsTime()
+			meta             = ev.GetMeta() // irc.nick, irc.target, and in a channel how to address the bot
 		)
 		literal := func() *chatopsv1.Event {
 			return &chatopsv1.Event{
@@ -45,7 +47,7 @@ func BenchmarkNormalize(b *testing.B) {
 				To:   to,
 				Data: []byte(text),
 				Time: timestamppb.New(stamp),
-				Meta: map[string]string{MetaNick: nick, MetaTarget: to},
+				Meta: maps.Clone(meta),
 			}
 		}
 		if !proto.Equal(ev, literal()) {
