@@ -247,7 +247,10 @@ func TestSiblingPostsRepliesOfAGatewayThatIsGone(t *testing.T) {
 	}
 	got := map[string]int{}
 	for range n {
-		rep := b.Reply(t, 10*time.Second)
+		// A reply published as a's connection closes may still be handed
+		// to a's last pull request; it comes back after the ack wait
+		// (durable.AckWaitReplies), later but once.
+		rep := b.Reply(t, durable.AckWaitReplies+15*time.Second)
 		got[string(rep.Data)]++
 		if rep.InReplyTo == "" || rep.To != "C1" {
 			t.Errorf("posted %q in reply to %q in %q, want the message's conversation", rep.Data, rep.InReplyTo, rep.To)

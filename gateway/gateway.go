@@ -895,6 +895,16 @@ func (g *Gateway) ackWhenPosted(r *running, m jetstream.Msg, done <-chan struct{
 	case <-done:
 		_ = m.Ack()
 	case <-closed:
+		select {
+		case <-done:
+			_ = m.Ack()
+		default:
+			// The input stopped before it posted the message, and
+			// will not post it: offered again at once to whoever
+			// reads the consumer next, not after the ack wait (a
+			// minute).
+			_ = m.Nak()
+		}
 	}
 }
 

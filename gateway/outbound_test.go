@@ -141,7 +141,7 @@ func TestOutboundPostedOnceByAnyGatewayOfThePlatform(t *testing.T) {
 func TestOutboundWaitsForItsGatewayInstance(t *testing.T) {
 	s := meshtest.NATS(t)
 	js := routerForConsumers(t, s)
-	start := func(instance string) (*adaptertest.Input, context.CancelFunc) {
+	start := func(instance string) (*adaptertest.Input, func()) {
 		in := adaptertest.New("test")
 		g, err := gateway.New(connect(t, s), []adapter.Input{in}, gateway.Config{Instance: instance, Delivery: durable.JetStream, ShutdownGrace: 100 * time.Millisecond}, meshtest.Logger(t).With("instance", instance))
 		if err != nil {
@@ -153,11 +153,12 @@ func TestOutboundWaitsForItsGatewayInstance(t *testing.T) {
 			defer close(done)
 			_ = g.Run(ctx)
 		}()
-		t.Cleanup(func() {
+		stop := func() { // and wait until it has stopped: what comes next is not for it
 			cancel()
 			<-done
-		})
-		return in, cancel
+		}
+		t.Cleanup(stop)
+		return in, stop
 	}
 	w1, stop1 := start("w1")
 	w2, _ := start("w2")
@@ -175,7 +176,9 @@ func TestOutboundWaitsForItsGatewayInstance(t *testing.T) {
 	postUnasked(t, js, "w1", "s1-2", "while w1 was away")
 	w2.NoReply(t, 2*time.Second)
 	w1again, _ := start("w1")
-	if rep := w1again.Reply(t, 15*time.Second); string(rep.Data) != "while w1 was away" {
+	// Handed to w1's last pull request as it stopped, it comes back after
+	// the ack wait (durable.AckWaitReplies), later but once.
+	if rep := w1again.Reply(t, durable.AckWaitReplies+15*time.Second); string(rep.Data) != "while w1 was away" {
 		t.Fatalf("w1, back, posted %q", rep.Data)
 	}
 	w1again.NoReply(t, time.Second) // not the first one again
