@@ -17,8 +17,11 @@ import (
 // a service left does not know it was there.
 const (
 	// seenEvery is how often the directory's commands are noted as seen:
-	// the precision of "last seen".
-	seenEvery = time.Second
+	// the precision of "last seen", and the shortest stay of a service
+	// that every router is sure to remember (a command service added and
+	// removed within 2 s, in the compose test, was missed by a router
+	// noting every second).
+	seenEvery = 200 * time.Millisecond
 	// seenMax bounds the commands remembered; the longest gone go first.
 	seenMax = 1000
 )
