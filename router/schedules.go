@@ -80,19 +80,30 @@ func isScheduling(word string) bool {
 // scheduleTimeout bounds the NATS requests of one scheduling command.
 const scheduleTimeout = 10 * time.Second
 
-// schedules answers in, at, every, cron, schedules and unschedule.
-func (r *Router) schedules(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, out *outcome) *chatopsv1.Event {
-	verb := strings.ToLower(msg.Words[0])
+// refuseSpeakFirst is the check of the commands that make the bot speak
+// first (schedules, watches): it records verb in out and returns the
+// refusal of a scheduled run (inScheduled: what it may not do) or of a user
+// the policy does not allow, or nil.
+func (r *Router) refuseSpeakFirst(ev *chatopsv1.Event, verb string, out *outcome, inScheduled string) *chatopsv1.Event {
 	out.command = verb
 	if out.scheduled {
 		out.status = audit.StatusRejected
-		return r.errorReply(ev, "a schedule cannot set or change schedules")
+		return r.errorReply(ev, inScheduled)
 	}
 	d := r.decide(ev, verb)
 	out.rule = d.Rule
 	if !d.Allowed {
 		out.status = audit.StatusDenied
 		return r.errorReply(ev, fmt.Sprintf("you may not run %q here (policy: %s). Ask an admin if you need it.", verb, d.Rule))
+	}
+	return nil
+}
+
+// schedules answers in, at, every, cron, schedules and unschedule.
+func (r *Router) schedules(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, out *outcome) *chatopsv1.Event {
+	verb := strings.ToLower(msg.Words[0])
+	if refused := r.refuseSpeakFirst(ev, verb, out, "a schedule cannot set or change schedules"); refused != nil {
+		return refused
 	}
 	if r.sched == nil {
 		out.status = audit.StatusError

@@ -132,16 +132,8 @@ func watchKey(tk, conv string) string { return durable.WatchKeyPrefix + tk + "."
 // watchCommand answers watch, unwatch and watching.
 func (r *Router) watchCommand(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, out *outcome) *chatopsv1.Event {
 	verb := strings.ToLower(msg.Words[0])
-	out.command = verb
-	if out.scheduled {
-		out.status = audit.StatusRejected
-		return r.errorReply(ev, "a schedule cannot change watches")
-	}
-	d := r.decide(ev, verb)
-	out.rule = d.Rule
-	if !d.Allowed {
-		out.status = audit.StatusDenied
-		return r.errorReply(ev, fmt.Sprintf("you may not run %q here (policy: %s). Ask an admin if you need it.", verb, d.Rule))
+	if refused := r.refuseSpeakFirst(ev, verb, out, "a schedule cannot change watches"); refused != nil {
+		return refused
 	}
 	if r.watch == nil {
 		out.status = audit.StatusError
