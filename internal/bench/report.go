@@ -89,13 +89,14 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Idle) > 0 {
 		fmt.Fprintf(w, "\nat rest (after one command, %.0f s each):\n", r.Idle[0].Seconds)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "part\tRSS MiB\tof which anon MiB\tCPU ms/s\t\t")
+		fmt.Fprintln(tw, "part\tRSS MiB\tof which anon MiB\tCPU ms/s\t")
 		for _, i := range r.Idle {
 			note := ""
 			if i.Process == IdleGateway {
-				note = fmt.Sprintf("target ≤ %d MiB: %s", TargetGatewayIdleMiB, reached(float64(i.RSS)/1024 <= TargetGatewayIdleMiB))
+				note = fmt.Sprintf("  target ≤ %d MiB: %s", TargetGatewayIdleMiB, reached(float64(i.RSS)/1024 <= TargetGatewayIdleMiB))
 			}
-			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f\t%s\t\n", i.Process, float64(i.RSS)/1024, float64(i.RSSAnon)/1024, i.CPUMillisPerSecond, note)
+			// The note is the line's last cell, outside the columns.
+			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.2f\t%s\n", i.Process, float64(i.RSS)/1024, float64(i.RSSAnon)/1024, i.CPUMillisPerSecond, note)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
