@@ -2,12 +2,15 @@
 // router(s) and the echo command service as separate processes, plays the
 // gateway with synthetic users, and reports commands per second, latency
 // percentiles, CPU per command and peak memory of every process, beside
-// the same figures for raw NATS request-reply and raw go-micro calls. It
-// also times the all-in-one (ready, and a burst of pings) and how soon a
-// new command service is usable.
+// the same figures for raw NATS request-reply, raw go-micro calls and the
+// composite floor they make (one go-micro call + two NATS request-replies),
+// and for the mesh the seed's way (go-micro's http transport). It measures
+// each part at rest (memory, CPU per second), times the all-in-one (ready,
+// and a burst of pings) and how soon a new command service is usable.
 //
 //	botbench --count 20000 --concurrency 64
 //	botbench --json > bench.json
+//	botbench --check bench.json
 package main
 
 import (

@@ -4,14 +4,18 @@
 // synthetic input that plays many users). In the same run it measures the
 // floor under the mesh: a raw NATS request-reply of the same message sizes,
 // and a raw go-micro Command.Exec call to the echo service with no router
-// in between. For each it reports commands per second, latency percentiles,
-// CPU time per command summed over every process of the mesh, and the peak
+// in between, and composes from them the composite floor (one go-micro
+// call and two NATS request-replies: what a command must cost; floor.go).
+// For each it reports commands per second, latency percentiles, CPU time
+// per command summed over every process of the mesh, and the peak
 // resident memory of each process; the mesh's figures are also given as
-// ratios to the floor's.
+// ratios to the baselines' and the floor's. It measures the mesh the
+// seed's way too, the router calling echo over go-micro's http transport.
 //
-// It can also time the all-in-one (ready to answer, and a burst of pings
-// through its shell input) and how soon a newly started command service
-// is usable.
+// It also measures each part at rest (a real gateway process among them:
+// memory and CPU per second), times the all-in-one (ready to answer, at
+// rest, and a burst of pings through its shell input) and how soon a newly
+// started command service is usable.
 package bench
 
 import (

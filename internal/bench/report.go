@@ -25,7 +25,7 @@ func ReadReport(file string) (*Report, error) {
 	}
 	r := &Report{}
 	if err := json.Unmarshal(b, r); err != nil {
-		return nil, fmt.Errorf("bench: %s: %w", file, err)
+		return nil, fmt.Errorf("bench: %s is not a report of botbench --json: %w", file, err)
 	}
 	return r, nil
 }
