@@ -99,13 +99,14 @@ bench: ## Go benchmarks of the hot paths, each beside its baseline (BENCHMARKS.m
 	$(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS)
 
 .PHONY: botbench
-botbench: build ## the mesh as deployed, beside raw NATS and raw go-micro (BENCH_FLAGS=--json for JSON)
+botbench: build ## the mesh as deployed, beside raw NATS, raw go-micro and their composite floor (BENCH_FLAGS=--json for JSON)
 	$(GO) run ./cmd/botbench --bin $(BIN) $(BENCH_FLAGS)
 
 .PHONY: bench-check
 bench-check: build ## every Go benchmark once and a short botbench: they keep working (figures are not judged)
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(BENCH_PKGS) >/dev/null
-	$(GO) run ./cmd/botbench --bin $(BIN) --count 2000 --single_count 200 --warmup 200 --burst 1000 --json > $(BIN)/botbench.json
+	$(GO) run ./cmd/botbench --bin $(BIN) --count 2000 --single_count 200 --warmup 200 --burst 1000 --idle 2s --json > $(BIN)/botbench.json
+	$(GO) run ./cmd/botbench --check $(BIN)/botbench.json
 
 .PHONY: ci
 ci: lint proto-check test test-mdns fuzz bench-check test-compose test-readme ## what .ci/run runs

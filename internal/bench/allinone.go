@@ -14,21 +14,22 @@ import (
 
 // runAllInOne starts the all-in-one binary with its shell input on pipes,
 // as `printf 'ping\n…' | botmesh` would: it times the first pong from the
-// process start, then writes Burst pings at once and times their pongs.
-func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, error) {
+// process start, then (with cfg.Idle) leaves it at rest for cfg.Idle and
+// measures it, then writes Burst pings at once and times their pongs.
+func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, *Idle, error) {
 	logFile, err := os.Create(filepath.Join(dir, "botmesh.log"))
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
 	defer logFile.Close()
-	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+60*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+max(cfg.Idle, 0)+60*time.Second)
 	defer cancel()
 	args := []string{"--no_demo"}
 	var profileURL string
 	if cfg.ProfileDir != "" {
 		port, err := freePort()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		args = append(args, "--pprof_address", fmt.Sprintf("127.0.0.1:%d", port))
 		profileURL = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, cfg.ProfileSeconds)
@@ -38,11 +39,11 @@ func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, error)
 	cmd.WaitDelay = 10 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	type line struct {
 		at   time.Time
@@ -51,7 +52,7 @@ func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, error)
 	lines := make(chan line, cfg.Burst+16)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: start botmesh: %w", err)
+		return nil, nil, fmt.Errorf("bench: start botmesh: %w", err)
 	}
 	defer func() {
 		_ = stdin.Close()
@@ -67,28 +68,36 @@ func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, error)
 	// Pings written before the input reads are buffered by the pipe: the
 	// first pong comes as soon as the mesh answers.
 	if _, err := io.WriteString(stdin, "ping\n"); err != nil {
-		return nil, fmt.Errorf("bench: write to botmesh: %w", err)
+		return nil, nil, fmt.Errorf("bench: write to botmesh: %w", err)
 	}
 	var first time.Time
 	select {
 	case l, ok := <-lines:
 		if !ok {
-			return nil, fmt.Errorf("bench: botmesh ended before answering; its log ends:\n%s", tail(logFile.Name(), 2000))
+			return nil, nil, fmt.Errorf("bench: botmesh ended before answering; its log ends:\n%s", tail(logFile.Name(), 2000))
 		}
 		first = l.at
 		if l.text != "pong" {
-			return nil, fmt.Errorf("bench: botmesh answered ping with %q", l.text)
+			return nil, nil, fmt.Errorf("bench: botmesh answered ping with %q", l.text)
 		}
 	case <-ctx.Done():
-		return nil, fmt.Errorf("bench: no pong from botmesh: %w", ctx.Err())
+		return nil, nil, fmt.Errorf("bench: no pong from botmesh: %w", ctx.Err())
 	}
 	a := &AllInOne{ReadyMillis: float64(first.Sub(start).Microseconds()) / 1e3, Burst: cfg.Burst}
 
 	pid := cmd.Process.Pid
+	var idle *Idle
+	if cfg.Idle > 0 {
+		m, err := measureIdle(ctx, map[string]int{IdleAllInOne: pid}, cfg.Idle)
+		if err != nil {
+			return nil, nil, err
+		}
+		idle = &m[0]
+	}
 	resetPeak(pid)
 	cpu0, err := cpuOf(pid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var profiled chan error
 	if profileURL != "" {
@@ -106,19 +115,19 @@ func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, error)
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				return nil, fmt.Errorf("bench: botmesh ended after %d of %d pongs", i, cfg.Burst)
+				return nil, nil, fmt.Errorf("bench: botmesh ended after %d of %d pongs", i, cfg.Burst)
 			}
 			last = l.at
 			if l.text != "pong" {
 				a.Errors++
 			}
 		case <-ctx.Done():
-			return nil, fmt.Errorf("bench: %d of %d pongs: %w", i, cfg.Burst, ctx.Err())
+			return nil, nil, fmt.Errorf("bench: %d of %d pongs: %w", i, cfg.Burst, ctx.Err())
 		}
 	}
 	cpu1, err := cpuOf(pid)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	a.BurstMillis = float64(last.Sub(sent).Microseconds()) / 1e3
 	a.PerSecond = float64(cfg.Burst) / last.Sub(sent).Seconds()
@@ -126,8 +135,8 @@ func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, error)
 	a.PeakRSS, _ = peakRSS(pid)
 	if profiled != nil {
 		if err := <-profiled; err != nil {
-			return nil, fmt.Errorf("bench: profile of botmesh: %w", err)
+			return nil, nil, fmt.Errorf("bench: profile of botmesh: %w", err)
 		}
 	}
-	return a, nil
+	return a, idle, nil
 }

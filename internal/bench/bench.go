@@ -4,14 +4,18 @@
 // synthetic input that plays many users). In the same run it measures the
 // floor under the mesh: a raw NATS request-reply of the same message sizes,
 // and a raw go-micro Command.Exec call to the echo service with no router
-// in between. For each it reports commands per second, latency percentiles,
-// CPU time per command summed over every process of the mesh, and the peak
+// in between, and composes from them the composite floor (one go-micro
+// call and two NATS request-replies: what a command must cost; floor.go).
+// For each it reports commands per second, latency percentiles, CPU time
+// per command summed over every process of the mesh, and the peak
 // resident memory of each process; the mesh's figures are also given as
-// ratios to the floor's.
+// ratios to the baselines' and the floor's. It measures the mesh the
+// seed's way too, the router calling echo over go-micro's http transport.
 //
-// It can also time the all-in-one (ready to answer, and a burst of pings
-// through its shell input) and how soon a newly started command service
-// is usable.
+// It also measures each part at rest (a real gateway process among them:
+// memory and CPU per second), times the all-in-one (ready to answer, at
+// rest, and a burst of pings through its shell input) and how soon a newly
+// started command service is usable.
 package bench
 
 import (
@@ -49,7 +53,7 @@ import (
 // Config says what to measure. Zero fields take DefaultConfig's values,
 // except the booleans.
 type Config struct {
-	// Bin is the directory with the binaries (nats-server, router, echo,
+	// Bin is the directory with the binaries (nats-server, router, gateway, echo,
 	// query, botmesh); empty builds them into a temporary directory.
 	Bin string
 	// Count is the number of commands of each measured run at
@@ -82,6 +86,13 @@ type Config struct {
 	Burst int
 	// Discovery times how soon a newly started command service is usable.
 	Discovery bool
+	// Seed also measures the mesh with the router calling the command
+	// service over go-micro's default http transport, the seed's (Micro
+	// Bot's) design, after the mesh over Transport.
+	Seed bool
+	// Idle is how long every part of the mesh (and the all-in-one) is
+	// left at rest to measure its memory and CPU; negative skips it.
+	Idle time.Duration
 	// ProfileDir, if not empty, receives CPU profiles of every process
 	// during the mesh run at Concurrency, for ProfileSeconds.
 	ProfileDir     string
@@ -106,6 +117,8 @@ func DefaultConfig() Config {
 		Baselines:      true,
 		Burst:          10000,
 		Discovery:      true,
+		Seed:           true,
+		Idle:           10 * time.Second,
 		ProfileSeconds: 5,
 	}
 }
@@ -139,6 +152,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Transport == "" {
 		c.Transport = d.Transport
 	}
+	if c.Idle == 0 {
+		c.Idle = d.Idle
+	}
 	if c.ProfileSeconds <= 0 {
 		c.ProfileSeconds = d.ProfileSeconds
 	}
@@ -162,9 +178,14 @@ type Report struct {
 	Host Host `json:"host"`
 	// Setup repeats what was measured.
 	Setup Setup `json:"setup"`
-	// Runs are the measured runs: the baselines and the mesh, each at the
-	// configured concurrency and at 1.
+	// Runs are the measured runs: the baselines and the mesh (and the
+	// mesh the seed's way), each at the configured concurrency and at 1.
 	Runs []Result `json:"runs"`
+	// Floors are the composite floor (one raw go-micro call and two raw
+	// NATS request-replies) at each concurrency; see floor.go.
+	Floors []Floor `json:"floors,omitempty"`
+	// Idle is each part of the mesh at rest (nil if skipped).
+	Idle []Idle `json:"idle,omitempty"`
 	// AllInOne is the all-in-one's startup and burst (nil if skipped).
 	AllInOne *AllInOne `json:"all_in_one,omitempty"`
 	// Discovery is how soon a new command service was usable (nil if
@@ -189,16 +210,36 @@ type Setup struct {
 	Routers     int    `json:"routers"`
 	Transport   string `json:"transport"`
 	Dedup       bool   `json:"dedup"`
+	// Seed says whether the mesh was measured the seed's way too (run
+	// mesh-http).
+	Seed bool `json:"seed"`
+	// IdleSeconds is the length of the window at rest (0: not measured).
+	IdleSeconds float64 `json:"idle_seconds"`
 	// RequestBytes and ReplyBytes are the encoded sizes of the mesh's
 	// messages, which the NATS baseline sends too.
 	RequestBytes int `json:"request_bytes"`
 	ReplyBytes   int `json:"reply_bytes"`
 }
 
+// Names of the runs.
+const (
+	// RunNATS is raw NATS request-reply.
+	RunNATS = "nats"
+	// RunMicro is a raw go-micro Command.Exec call to the echo service.
+	RunMicro = "micro"
+	// RunMesh is the mesh: gateway → stream → router → go-micro RPC →
+	// echo → router → gateway.
+	RunMesh = "mesh"
+	// RunMeshHTTP is the mesh with the router calling echo over go-micro's
+	// default http transport: the seed's way.
+	RunMeshHTTP = "mesh-http"
+)
+
+func isMesh(name string) bool { return name == RunMesh || name == RunMeshHTTP }
+
 // Result is one measured run.
 type Result struct {
-	// Name is "nats" (raw request-reply), "micro" (raw go-micro
-	// Command.Exec) or "mesh" (gateway → router → service → gateway).
+	// Name is RunNATS, RunMicro, RunMesh or RunMeshHTTP.
 	Name        string  `json:"name"`
 	Concurrency int     `json:"concurrency"`
 	Commands    int     `json:"commands"`
@@ -217,6 +258,9 @@ type Result struct {
 	// Vs compares the run with the baselines at the same concurrency:
 	// each figure divided by the baseline's.
 	Vs map[string]Ratios `json:"vs,omitempty"`
+	// VsFloor compares a mesh run with the composite floor at the same
+	// concurrency.
+	VsFloor *FloorRatios `json:"vs_floor,omitempty"`
 	// Unexpected holds a few replies that were errors or not the
 	// expected text.
 	Unexpected []string `json:"unexpected,omitempty"`
@@ -272,6 +316,8 @@ type bencher struct {
 	pids map[string]int
 	// pprofs are the profile URLs by process name.
 	pprofs map[string]string
+	// services are the echo and router processes, as started.
+	services []*proc
 }
 
 // self names the bench process, which is the mesh's gateway.
@@ -300,17 +346,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Started: time.Now(),
 		Host:    Host{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH},
 		Setup: Setup{Command: cfg.Command, Concurrency: cfg.Concurrency, Delivery: cfg.Delivery, Routers: cfg.Routers,
-			Transport: cfg.Transport, Dedup: cfg.Dedup},
+			Transport: cfg.Transport, Dedup: cfg.Dedup, Seed: cfg.Seed && cfg.Transport != mesh.TransportHTTP},
+	}
+	if cfg.Idle > 0 {
+		rep.Setup.IdleSeconds = cfg.Idle.Seconds()
 	}
 	if err := runMesh(ctx, cfg, dir, rep); err != nil {
 		return rep, err
 	}
 	if cfg.Burst > 0 {
-		a, err := runAllInOne(ctx, cfg, dir)
+		a, idle, err := runAllInOne(ctx, cfg, dir)
 		if err != nil {
 			return rep, err
 		}
 		rep.AllInOne = a
+		if idle != nil {
+			rep.Idle = append(rep.Idle, *idle)
+		}
 	}
 	return rep, nil
 }
@@ -326,7 +378,7 @@ func runMesh(ctx context.Context, cfg Config, dir string, rep *Report) (err erro
 		}
 	}()
 	b := &bencher{cfg: cfg, ps: ps, log: cfg.Log, pids: map[string]int{self: 0}, pprofs: map[string]string{}}
-	gwLog, err := os.Create(filepath.Join(dir, "gateway.log"))
+	gwLog, err := os.Create(filepath.Join(dir, "botbench-gateway.log"))
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
@@ -357,7 +409,80 @@ func runMesh(ctx context.Context, cfg Config, dir string, rep *Report) (err erro
 		return err
 	}
 	b.url = "nats://" + addr
-	common := []string{"--nats_url", b.url, "--transport", cfg.Transport}
+	if err := b.startServices(cfg.Transport, profiling); err != nil {
+		return err
+	}
+
+	mcfg := mesh.DefaultConfig()
+	mcfg.NATSURL, mcfg.Transport, mcfg.Name, mcfg.ConnectWait = b.url, cfg.Transport, "botbench", 10*time.Second
+	if b.m, err = mesh.Connect(ctx, mcfg, mesh.WithLogger(b.gwLog)); err != nil {
+		return err
+	}
+	defer b.m.Close()
+	if err := b.ready(ctx); err != nil {
+		return err
+	}
+	if err := b.sizes(ctx, &rep.Setup); err != nil {
+		return err
+	}
+	if cfg.Idle > 0 {
+		idle, err := b.idle(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Idle = append(rep.Idle, idle...)
+	}
+
+	concs := []int{cfg.Concurrency}
+	if cfg.SingleCount > 0 && cfg.Concurrency != 1 {
+		concs = append(concs, 1)
+	}
+	for _, c := range concs {
+		runs, err := b.runs(ctx, rep, RunMesh, c, cfg.Baselines)
+		if err != nil {
+			return err
+		}
+		rep.Runs = append(rep.Runs, runs...)
+	}
+	if cfg.Discovery {
+		d, err := b.discovery(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Discovery = d
+	}
+	if rep.Setup.Seed {
+		// The seed's way: the same mesh, the router calling echo over
+		// go-micro's http transport.
+		b.log.Info("restarting echo and the routers with the http transport")
+		b.stopServices()
+		if err := b.startServices(mesh.TransportHTTP, false); err != nil {
+			return err
+		}
+		if err := b.ready(ctx); err != nil {
+			return err
+		}
+		for _, c := range concs {
+			runs, err := b.runs(ctx, rep, RunMeshHTTP, c, false)
+			if err != nil {
+				return err
+			}
+			rep.Runs = append(rep.Runs, runs...)
+		}
+		// Each concurrency's runs together, in the order measured.
+		slices.SortStableFunc(rep.Runs, func(x, y Result) int { return y.Concurrency - x.Concurrency })
+	}
+	rep.compare()
+	if err := ps.failed(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// startServices starts the echo service and the routers with the go-micro
+// transport tr; with profiling, each serves its profiles.
+func (b *bencher) startServices(tr string, profiling bool) error {
+	common := []string{"--nats_url", b.url, "--transport", tr}
 	withPprof := func(name string, args []string) ([]string, error) {
 		if !profiling {
 			return args, nil
@@ -373,102 +498,90 @@ func runMesh(ctx context.Context, cfg Config, dir string, rep *Report) (err erro
 	if err != nil {
 		return err
 	}
-	if p, err = ps.start("echo", "echo", echoArgs...); err != nil {
+	p, err := b.ps.start("echo", "echo", echoArgs...)
+	if err != nil {
 		return err
 	}
+	b.services = append(b.services, p)
 	b.pids["echo"] = p.cmd.Process.Pid
-	for i := range cfg.Routers {
+	for i := range b.cfg.Routers {
 		name := "router"
-		if cfg.Routers > 1 {
+		if b.cfg.Routers > 1 {
 			name = fmt.Sprintf("router-%d", i+1)
 		}
 		// One bench user sends thousands of commands a minute: no rate
 		// limits.
-		args := append(slices.Clone(common), "--delivery", cfg.Delivery, "--rate_user", "0", "--rate_channel", "0")
+		args := append(slices.Clone(common), "--delivery", b.cfg.Delivery, "--rate_user", "0", "--rate_channel", "0")
 		if args, err = withPprof(name, args); err != nil {
 			return err
 		}
-		if p, err = ps.start(name, "router", args...); err != nil {
+		if p, err = b.ps.start(name, "router", args...); err != nil {
 			return err
 		}
+		b.services = append(b.services, p)
 		b.pids[name] = p.cmd.Process.Pid
 	}
+	return nil
+}
 
-	mcfg := mesh.DefaultConfig()
-	mcfg.NATSURL, mcfg.Transport, mcfg.Name, mcfg.ConnectWait = b.url, cfg.Transport, "botbench", 10*time.Second
-	if b.m, err = mesh.Connect(ctx, mcfg, mesh.WithLogger(b.gwLog)); err != nil {
-		return err
+// stopServices stops the routers and the echo service (the routers first:
+// none is left calling an echo that is gone).
+func (b *bencher) stopServices() {
+	for _, p := range slices.Backward(b.services) {
+		b.ps.remove(p)
+		delete(b.pids, p.name)
 	}
-	defer b.m.Close()
+	b.services = nil
+}
 
-	// Ready: the routers answer, and know the echo service.
+// ready waits until the routers answer and know the echo service.
+func (b *bencher) ready(ctx context.Context) error {
 	b.log.Info("waiting for the mesh")
 	if err := b.until(ctx, "ping", "pong", 30*time.Second); err != nil {
 		return err
 	}
-	if err := b.until(ctx, "echo ready", "ready", 30*time.Second); err != nil {
-		return err
-	}
-	if err := b.sizes(ctx, &rep.Setup); err != nil {
-		return err
-	}
+	return b.until(ctx, "echo ready", "ready", 30*time.Second)
+}
 
-	concs := []int{cfg.Concurrency}
-	if cfg.SingleCount > 0 && cfg.Concurrency != 1 {
-		concs = append(concs, 1)
+// runs measures the mesh (named name) at concurrency c, after the
+// baselines if asked.
+func (b *bencher) runs(ctx context.Context, rep *Report, name string, c int, baselines bool) ([]Result, error) {
+	count := b.cfg.Count
+	if c == 1 && b.cfg.Concurrency != 1 {
+		count = b.cfg.SingleCount
 	}
-	for _, c := range concs {
-		count := cfg.Count
-		if c == 1 && cfg.Concurrency != 1 {
-			count = cfg.SingleCount
-		}
-		var base []Result
-		if cfg.Baselines {
-			b.log.Info("raw NATS request-reply", "concurrency", c, "count", count)
-			r, err := b.measure(ctx, "nats", c, count, b.natsBaseline(rep.Setup))
-			if err != nil {
-				return err
-			}
-			base = append(base, r)
-			b.log.Info("raw go-micro Command.Exec", "concurrency", c, "count", count)
-			if r, err = b.measure(ctx, "micro", c, count, b.microBaseline()); err != nil {
-				return err
-			}
-			base = append(base, r)
-		}
-		b.log.Info("mesh", "concurrency", c, "count", count)
-		var stopProfiles func() ([]string, error)
-		r, err := b.measure(ctx, "mesh", c, count, func(ctx context.Context, conc, n int, rec *recorder) error {
-			if profiling && c == cfg.Concurrency && rec != nil {
-				stopProfiles = b.profile(ctx)
-			}
-			return b.viaGateway(ctx, conc, n, rec)
-		})
-		if stopProfiles != nil {
-			files, perr := stopProfiles()
-			rep.Profiles = append(rep.Profiles, files...)
-			err = errors.Join(err, perr)
-		}
+	var base []Result
+	if baselines {
+		b.log.Info("raw NATS request-reply", "concurrency", c, "count", count)
+		r, err := b.measure(ctx, RunNATS, c, count, b.natsBaseline(rep.Setup))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		r.Vs = map[string]Ratios{}
-		for _, bl := range base {
-			r.Vs[bl.Name] = ratios(r, bl)
+		base = append(base, r)
+		b.log.Info("raw go-micro Command.Exec", "concurrency", c, "count", count)
+		if r, err = b.measure(ctx, RunMicro, c, count, b.microBaseline()); err != nil {
+			return nil, err
 		}
-		rep.Runs = append(rep.Runs, append(base, r)...)
+		base = append(base, r)
 	}
-	if cfg.Discovery {
-		d, err := b.discovery(ctx)
-		if err != nil {
-			return err
+	b.log.Info(name, "concurrency", c, "count", count)
+	profiling := b.cfg.ProfileDir != "" && name == RunMesh && c == b.cfg.Concurrency
+	var stopProfiles func() ([]string, error)
+	r, err := b.measure(ctx, name, c, count, func(ctx context.Context, conc, n int, rec *recorder) error {
+		if profiling && rec != nil {
+			stopProfiles = b.profile(ctx)
 		}
-		rep.Discovery = d
+		return b.viaGateway(ctx, conc, n, rec)
+	})
+	if stopProfiles != nil {
+		files, perr := stopProfiles()
+		rep.Profiles = append(rep.Profiles, files...)
+		err = errors.Join(err, perr)
 	}
-	if err := ps.failed(); err != nil {
-		return err
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return append(base, r), nil
 }
 
 // driver runs n commands, conc at a time, recording each in rec (nil for
@@ -531,12 +644,6 @@ func (b *bencher) measure(ctx context.Context, name string, conc, n int, run dri
 }
 
 func ratios(r, base Result) Ratios {
-	div := func(a, b float64) float64 {
-		if b == 0 {
-			return 0
-		}
-		return a / b
-	}
 	var rss, brss int64
 	for _, v := range r.PeakRSS {
 		rss += v

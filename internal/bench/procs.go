@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +24,7 @@ import (
 var Packages = map[string]string{
 	"nats-server": "github.com/nats-io/nats-server/v2",
 	"router":      "github.com/botmesh/botmesh/router/cmd/router",
+	"gateway":     "github.com/botmesh/botmesh/gateway/cmd/gateway",
 	"echo":        "github.com/botmesh/botmesh/services/echo/cmd/echo",
 	"query":       "github.com/botmesh/botmesh/services/query/cmd/query",
 	"botmesh":     "github.com/botmesh/botmesh/cmd/botmesh",
@@ -31,7 +34,7 @@ var Packages = map[string]string{
 // directory, which must be inside the botmesh workspace).
 func Build(ctx context.Context, dir string) error {
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	for _, p := range []string{"nats-server", "router", "echo", "query", "botmesh"} {
+	for _, p := range []string{"nats-server", "router", "gateway", "echo", "query", "botmesh"} {
 		args = append(args, Packages[p])
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
@@ -61,6 +64,30 @@ type procs struct {
 }
 
 func (ps *procs) start(name, binary string, args ...string) (*proc, error) {
+	return ps.startWith(name, binary, nil, args...)
+}
+
+// startPiped starts a process whose stdin and stdout are pipes to the
+// bench (a gateway with the shell input): it returns them with the process.
+func (ps *procs) startPiped(name, binary string, args ...string) (*proc, io.WriteCloser, io.ReadCloser, error) {
+	var (
+		stdin  io.WriteCloser
+		stdout io.ReadCloser
+	)
+	p, err := ps.startWith(name, binary, func(cmd *exec.Cmd) (err error) {
+		cmd.Stdout = nil
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return err
+		}
+		stdout, err = cmd.StdoutPipe()
+		return err
+	}, args...)
+	return p, stdin, stdout, err
+}
+
+// startWith starts binary as name, its output in a log file; setup, if
+// not nil, can change the command before it starts.
+func (ps *procs) startWith(name, binary string, setup func(*exec.Cmd) error, args ...string) (*proc, error) {
 	logFile := filepath.Join(ps.dir, name+".log")
 	f, err := os.Create(logFile)
 	if err != nil {
@@ -70,6 +97,11 @@ func (ps *procs) start(name, binary string, args ...string) (*proc, error) {
 	p := &proc{name: name, cmd: exec.Command(filepath.Join(ps.bin, binary), args...), log: logFile, done: make(chan struct{})}
 	p.cmd.Stderr = f
 	p.cmd.Stdout = f
+	if setup != nil {
+		if err := setup(p.cmd); err != nil {
+			return nil, fmt.Errorf("bench: start %s: %w", name, err)
+		}
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", name, err)
 	}
@@ -113,6 +145,14 @@ func (p *proc) stop(grace time.Duration) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// remove stops p and forgets it: its exit is not a failure of the run.
+func (ps *procs) remove(p *proc) {
+	p.stop(10 * time.Second)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.list = slices.DeleteFunc(ps.list, func(q *proc) bool { return q == p })
 }
 
 // stopAll stops every process, the last started first.
@@ -226,7 +266,13 @@ var clockTicks = sync.OnceValue(func() uint64 {
 
 // peakRSS returns the peak resident set of pid (0: this process) in KiB,
 // since it started or since resetPeak.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return statusKiB(pid, "VmHWM") }
+
+// rss returns the resident set of pid (0: this process) in KiB.
+func rss(pid int) (int64, error) { return statusKiB(pid, "VmRSS") }
+
+// statusKiB returns the figure key (in kB) of /proc/<pid>/status.
+func statusKiB(pid int, key string) (int64, error) {
 	path := "/proc/self/status"
 	if pid != 0 {
 		path = fmt.Sprintf("/proc/%d/status", pid)
@@ -235,15 +281,64 @@ func peakRSS(pid int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, key+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) > 0 {
 				return strconv.ParseInt(f[0], 10, 64)
 			}
 		}
 	}
-	return 0, errors.New("bench: no VmHWM")
+	return 0, fmt.Errorf("bench: no %s in %s", key, path)
+}
+
+// preciseCPU returns the CPU time pid has used, to the nanosecond: the sum
+// of its threads' se.sum_exec_runtime (/proc/<pid>/task/*/sched), where
+// /proc/<pid>/stat counts in clock ticks (10 ms), too coarse for a process
+// at rest. A thread that ends between two readings takes its time with it
+// (Go's threads seldom end). Without those files it falls back to cpuOf.
+func preciseCPU(pid int) (usage, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var sum usage
+	read := 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/sched", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended, or no CONFIG_SCHED_DEBUG
+		}
+		if d, ok := parseSched(b); ok {
+			sum += d
+			read++
+		}
+	}
+	if read == 0 {
+		return cpuOf(pid)
+	}
+	return sum, nil
+}
+
+// parseSched reads se.sum_exec_runtime (milliseconds, with a fraction)
+// from the text of /proc/<pid>/task/<tid>/sched.
+func parseSched(b []byte) (usage, bool) {
+	for l := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(l, "se.sum_exec_runtime")
+		if !ok {
+			continue
+		}
+		_, v, ok := strings.Cut(rest, ":")
+		if !ok {
+			return 0, false
+		}
+		ms, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || ms < 0 {
+			return 0, false
+		}
+		return usage(ms * float64(time.Millisecond)), true
+	}
+	return 0, false
 }
 
 // resetPeak resets the peak resident set of pid (0: this process) to its
