@@ -101,6 +101,10 @@ type Config struct {
 	// own sessions. botctl (cli) exits after each answer: a result would
 	// wait for nobody.
 	SchedulePlatforms string
+	// WatchHealthEvery is how often the health of a service watched with
+	// "watch SERVICE health" is checked (by one router at a time; at
+	// least 1s).
+	WatchHealthEvery time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -121,6 +125,7 @@ func DefaultConfig() Config {
 		AuditMaxAge:       30 * 24 * time.Hour,
 		SchedulesPerUser:  20,
 		SchedulePlatforms: "slack,xmpp,irc,web,shell",
+		WatchHealthEvery:  10 * time.Second,
 	}
 }
 
@@ -146,6 +151,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.HelpAll, "help_all", c.HelpAll, "help lists every command, not only those the user may run")
 	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
 	fs.IntVar(&c.SchedulesPerUser, "schedules_per_user", c.SchedulesPerUser, "schedules (in, at, every, cron) one user may have at once")
+	fs.DurationVar(&c.WatchHealthEvery, "watch_health_every", c.WatchHealthEvery, "how often the health of a service watched with 'watch SERVICE health' is checked (at least 1s)")
 	fs.StringVar(&c.SchedulePlatforms, "schedule_platforms", c.SchedulePlatforms, "platforms whose users may set schedules, comma-separated (empty: all); their gateways must read the outbound path (slack, xmpp, irc, web, shell do; botctl's cli does not)")
 }
 
@@ -195,6 +201,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SchedulesPerUser <= 0 {
 		c.SchedulesPerUser = d.SchedulesPerUser
+	}
+	if c.WatchHealthEvery <= 0 {
+		c.WatchHealthEvery = d.WatchHealthEvery
 	}
 	if c.Policy == nil {
 		c.Policy = policy.Default()
@@ -276,6 +285,9 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 	cfg = cfg.withDefaults()
 	if err := durable.ValidDelivery(cfg.Delivery); err != nil {
 		return nil, fmt.Errorf("router: %w", err)
+	}
+	if cfg.WatchHealthEvery < time.Second {
+		return nil, fmt.Errorf("router: --watch_health_every is %s: it must be at least 1s", cfg.WatchHealthEvery)
 	}
 	r := &Router{
 		cfg:     cfg,
