@@ -113,14 +113,6 @@ func (c *chat) expectOnceLike(want *regexp.Regexp) time.Duration {
 	return took
 }
 
-func contains(s []string, x string) bool {
-	for _, y := range s {
-		if y == x {
-			return true
-		}
-	}
-	return false
-}
 
 // With three routers, each change of a watched service is announced to
 // the conversation once: a node added, a node gone, the last node gone, a
@@ -202,19 +194,26 @@ func TestWatchCommands(t *testing.T) {
 }
 
 // Debug is a go-micro Debug handler (the endpoint the health command and
-// health watches call) whose Health answers the status the test sets, or
-// nothing until the caller gives up when it is "hang".
+// health watches call) whose Health answers the status the test sets, or,
+// while it is "hang", nothing until the caller gives up.
 type Debug struct{ status atomic.Pointer[string] }
 
 func (d *Debug) set(status string) { d.status.Store(&status) }
 
 func (d *Debug) Health(ctx context.Context, _ *dbgpb.HealthRequest, rsp *dbgpb.HealthResponse) error {
-	if s := *d.status.Load(); s != "hang" {
-		rsp.Status = s
-		return nil
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s := *d.status.Load(); s != "hang" {
+			rsp.Status = s
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
-	<-ctx.Done()
-	return ctx.Err()
 }
 
 // serveHealth starts a real go-micro service called name on a mesh of its
@@ -233,11 +232,21 @@ func (e *env) serveHealth(name string, d *Debug) (string, func()) {
 	}
 	stopped := false
 	stop := func() {
-		if !stopped {
-			stopped = true
-			if err := srv.Stop(); err != nil {
-				e.t.Errorf("stop %s: %v", name, err)
-			}
+		if stopped {
+			return
+		}
+		stopped = true
+		// go-micro v4's server races (a WaitGroup's Add against its Wait)
+		// when it stops with a request under way: it leaves the
+		// registry first, so that no call comes, and the calls under
+		// way end before it stops.
+		if err := srv.(interface{ Deregister() error }).Deregister(); err != nil {
+			e.t.Errorf("deregister %s: %v", name, err)
+		}
+		d.set("ok")
+		time.Sleep(200 * time.Millisecond)
+		if err := srv.Stop(); err != nil {
+			e.t.Errorf("stop %s: %v", name, err)
 		}
 	}
 	e.t.Cleanup(stop)
@@ -328,7 +337,7 @@ func TestWatchHealthCountSurvivesRouterReplacement(t *testing.T) {
 	for _, r := range routers {
 		r.stopRouter()
 	}
-	e = newEnvOn(t, s, cfg)
+	newEnvOn(t, s, cfg)
 	newEnvOn(t, s, cfg)
 	last := before
 	for deadline := time.Now().Add(20 * time.Second); last < 4; time.Sleep(200 * time.Millisecond) {
