@@ -63,8 +63,8 @@ const maxWatches = 50
 // watchHelp are help's lines for the watch commands, by the name policies
 // give them.
 var watchHelp = []struct{ name, line string }{
-	{cmdWatch, "watch SERVICE [health [N]] - Tells this conversation when SERVICE's nodes come and go, or with health when its health fails N times in a row (default 3) and recovers (watch commands: command services added and removed)"},
-	{cmdUnwatch, "unwatch SERVICE [health] - Stops watching SERVICE (or its health)"},
+	{cmdWatch, "watch SERVICE [health] [N] - Tells this conversation when SERVICE's nodes come and go; with health, when its health fails N times in a row (default 3) and when it recovers (watch commands: command services added and removed)"},
+	{cmdUnwatch, "unwatch SERVICE [health] - Stops watching SERVICE (with health: its health)"},
 	{cmdWatching, "watching - Lists what this conversation watches"},
 }
 
