@@ -113,7 +113,6 @@ func (c *chat) expectOnceLike(want *regexp.Regexp) time.Duration {
 	return took
 }
 
-
 // With three routers, each change of a watched service is announced to
 // the conversation once: a node added, a node gone, the last node gone, a
 // node back. The watch list outlives every router; unwatch
