@@ -23,7 +23,6 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/router/builtin"
-	"github.com/botmesh/botmesh/router/confirm"
 	"github.com/botmesh/botmesh/router/directory"
 	"github.com/botmesh/botmesh/router/inbound"
 	"github.com/botmesh/botmesh/router/parse"
@@ -228,7 +227,6 @@ type Router struct {
 	id      string // this replica, in audit records
 	metrics *metrics
 	limiter *ratelimit.Limiter
-	store   atomic.Pointer[confirmStore]
 	dlg     atomic.Pointer[dialogBox]
 	audit   atomic.Pointer[audit.Recorder]
 	js      jetstream.JetStream // with JetStream delivery: the reply streams'
@@ -263,11 +261,7 @@ type Router struct {
 	ready    chan struct{}
 }
 
-// confirmStore wraps the interface for atomic.Pointer.
-type confirmStore struct{ confirm.Store }
-
 func (r *Router) policy() *policy.Policy    { return r.cfg.Policy }
-func (r *Router) confirms() confirm.Store   { return r.store.Load().Store }
 func (r *Router) recorder() *audit.Recorder { return r.audit.Load() }
 
 // Option configures New.
@@ -303,7 +297,6 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 		ready:   make(chan struct{}),
 		silent:  map[string]time.Time{},
 	}
-	r.store.Store(&confirmStore{confirm.NewMemory(cfg.ConfirmWindow)})
 	r.dlg.Store(&dialogBox{newMemDialogs()})
 	rec, _ := audit.New(context.Background(), r.log.With("part", "audit"), nil, audit.StreamConfig{})
 	r.audit.Store(rec)
@@ -432,9 +425,9 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
-// useJetStream moves pending confirmations to the shared bucket and audit
-// records to the audit stream when the NATS server has JetStream; without
-// it they stay in this process and the log.
+// useJetStream moves dialogs and confirmations to the shared bucket and
+// audit records to the audit stream when the NATS server has JetStream;
+// without it they stay in this process and the log.
 func (r *Router) useJetStream(ctx context.Context) {
 	js, err := jetstream.New(r.m.NATS())
 	if err != nil {
@@ -444,15 +437,6 @@ func (r *Router) useJetStream(ctx context.Context) {
 	jctx, cancel := context.WithTimeout(ctx, durable.SetupTimeout)
 	defer cancel()
 	replicas := r.cfg.JetStream.Stream.Replicas
-	var st confirm.Store
-	if err := durable.Setup(jctx, func(ctx context.Context) (err error) {
-		st, err = confirm.NewKV(ctx, js, r.cfg.ConfirmWindow, replicas)
-		return err
-	}); err != nil {
-		r.log.Warn("confirmations stay in this router", "err", err)
-	} else {
-		r.store.Store(&confirmStore{st})
-	}
 	if r.cfg.Delivery == durable.JetStream {
 		if err := durable.Setup(jctx, func(ctx context.Context) error {
 			if removed, err := durable.RemoveOldReplyStream(ctx, js); err != nil {
