@@ -260,8 +260,8 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",
 		"unschedule [id] - Removes a schedule you set",
-		"unwatch [service] - Stops watching [service]",
-		"watch [service] - Tells this conversation when [service]'s nodes come and go (watch commands: command services added and removed)",
+		"unwatch [service] [health] - Stops watching [service] (with health: its health)",
+		"watch [service] [health] [n] - Tells this conversation when [service]'s nodes come and go; with health, when its health fails [n] times in a row (default 3) and when it recovers (watch commands: command services added and removed)",
 		"watching - Lists what this conversation watches",
 	}, "\n") + "\n"
 	if got := normal(out.String()); got != want {

@@ -11,9 +11,17 @@ package router
 // Config.DialogWindow; an answer after that gets a note that the question
 // expired (or, if it is a command, runs as one). Two users in one channel
 // have two dialogs: the key is the user's and the conversation's.
+//
+// A confirmation is a dialog too, one the router owns: the command that
+// needs its author's "yes" waits in the same store (dialog.Held), under
+// the user's and the conversation's key whatever the thread
+// (confirmKey); yes runs it, no or cancel drops it, any other message
+// leaves it waiting, for Config.ConfirmWindow.
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +33,6 @@ import (
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/audit"
-	"github.com/botmesh/botmesh/router/confirm"
 	"github.com/botmesh/botmesh/router/directory"
 	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/sdk/durable"
@@ -46,10 +53,12 @@ type dialog struct {
 	Question string    `json:"question"`
 	State    []byte    `json:"state,omitempty"`
 	Asked    time.Time `json:"asked"`
+	// Held is, in a confirmation, the command waiting for its author's
+	// "yes" (a chatops.v1.Event); Service is empty: the router owns it.
+	Held []byte `json:"held,omitempty"`
 }
 
-// dialogStore keeps open dialogs by key (confirm.Key of the user and the
-// conversation).
+// dialogStore keeps open dialogs by key (dialogKey or confirmKey).
 type dialogStore interface {
 	put(ctx context.Context, key string, d dialog) error
 	// take removes and returns the dialog under key; ok is false when
@@ -63,7 +72,21 @@ type dialogBox struct{ dialogStore }
 func (r *Router) dialogs() dialogStore { return r.dlg.Load().dialogStore }
 
 func dialogKey(ev *chatopsv1.Event) string {
-	return confirm.Key(ev.GetPlatform(), ev.GetFrom().GetTeam(), ev.GetFrom().GetId(), ev.GetTo(), ev.GetThread())
+	return placeKey(ev.GetPlatform(), ev.GetFrom().GetTeam(), ev.GetFrom().GetId(), ev.GetTo(), ev.GetThread())
+}
+
+// confirmKey is the key of the confirmation asked of ev's author in ev's
+// conversation, in any thread: only the same user in the same place can
+// answer it. Its prefix keeps it apart from the dialog of a message with
+// no thread.
+func confirmKey(ev *chatopsv1.Event) string {
+	return "c-" + placeKey(ev.GetPlatform(), ev.GetFrom().GetTeam(), ev.GetFrom().GetId(), ev.GetTo(), "")
+}
+
+// placeKey is a hash of one user in one place.
+func placeKey(platform, team, user, conversation, thread string) string {
+	sum := sha256.Sum256([]byte(platform + "\x00" + team + "\x00" + user + "\x00" + conversation + "\x00" + thread))
+	return hex.EncodeToString(sum[:16])
 }
 
 // useDialogKV moves dialogs to the shared bucket (made within setupCtx),
@@ -75,8 +98,8 @@ func (r *Router) useDialogKV(ctx, setupCtx context.Context, js jetstream.JetStre
 			Bucket:      DialogBucket,
 			Description: "botmesh dialogs: a command service's question waiting for its user's answer",
 			// Kept past the window, for the note that an answer came
-			// too late.
-			TTL:          2*r.cfg.DialogWindow + time.Minute,
+			// too late; and a confirmation for its window.
+			TTL:          max(2*r.cfg.DialogWindow, r.cfg.ConfirmWindow) + time.Minute,
 			History:      1,
 			MaxValueSize: 2*MaxDialogState + 4096,
 			Storage:      jetstream.FileStorage,

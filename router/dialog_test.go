@@ -3,13 +3,16 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/router/audit"
+	"github.com/botmesh/botmesh/router/policy"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -176,5 +179,55 @@ func auditRecords(t *testing.T, js jetstream.JetStream) []audit.Record {
 		if n == 0 {
 			return recs
 		}
+	}
+}
+
+// A confirmation is a dialog the router owns: it waits in the dialogs
+// bucket (there is no other), other commands leave it waiting, and cancel
+// drops it as no does.
+func TestConfirmationIsADialog(t *testing.T) {
+	pol, err := policy.Parse([]byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := meshtest.NATS(t)
+	e := newEnvOn(t, s, router.Config{Policy: pol})
+	var runs atomic.Int32
+	e.serve("registry-cmd", registryCmd(&runs))
+	waitFor(t, func() bool {
+		return strings.Contains(text(e.askAs("UADMIN", "help")), "deregister service [name]")
+	})
+	if got := text(e.askAs("UADMIN", "deregister service billing")); !strings.HasPrefix(got, `"deregister service" needs your confirmation: reply yes within 1m0s`) {
+		t.Fatalf("deregister: %q", got)
+	}
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, router.DialogBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil || len(keys) != 1 || !strings.HasPrefix(keys[0], "c-") {
+		t.Errorf("dialogs bucket keys %q (%v), want the confirmation's", keys, err)
+	}
+	if _, err := js.KeyValue(ctx, "botmesh_confirm"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("the old confirmations bucket: %v, want %v", err, jetstream.ErrBucketNotFound)
+	}
+	for _, st := range [][2]string{
+		{"ping", "pong"}, // another command: the confirmation waits
+		{"cancel", "cancelled"},
+		{"yes", "error: nothing to confirm: you have no command waiting here (they wait 1m0s)"},
+		{"cancel", "error: nothing to cancel: you have no command waiting here"},
+	} {
+		if got := text(e.askAs("UADMIN", st[0])); got != st[1] {
+			t.Errorf("%q: %q, want %q", st[0], got, st[1])
+		}
+	}
+	if n := runs.Load(); n != 0 {
+		t.Errorf("a cancelled command ran %d times", n)
 	}
 }

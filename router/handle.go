@@ -15,7 +15,6 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/router/builtin"
-	"github.com/botmesh/botmesh/router/confirm"
 	"github.com/botmesh/botmesh/router/directory"
 	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/router/policy"
@@ -203,25 +202,41 @@ func (r *Router) decide(ev *chatopsv1.Event, name string) policy.Decision {
 // as it may be shown (its secrets redacted).
 func (r *Router) askConfirmation(ctx context.Context, ev *chatopsv1.Event, text, name string, out *outcome) *chatopsv1.Event {
 	out.status = audit.StatusConfirm
-	if err := r.confirms().Put(ctx, confirmKey(ev), ev); err != nil {
+	held, err := proto.Marshal(ev)
+	if err == nil {
+		err = r.dialogs().put(ctx, confirmKey(ev), dialog{Command: name, Question: "yes?", Held: held, Asked: r.now()})
+	}
+	if err != nil {
 		out.err = err.Error()
 		r.log.Error("keeping a confirmation", "err", err)
 		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation, and confirmations cannot be kept right now: try again later", name))
 	}
-	return r.reply(ev, fmt.Sprintf("%q needs your confirmation: reply yes within %s to run `%s`, or no to cancel.", name, r.confirms().Window(), truncate(text, 200)))
+	return r.reply(ev, fmt.Sprintf("%q needs your confirmation: reply yes within %s to run `%s`, or no to cancel.", name, r.cfg.ConfirmWindow, truncate(text, 200)))
+}
+
+// takeConfirmation removes and returns the command ev's author is asked
+// to confirm here; nil if there is none (or its window has passed).
+func (r *Router) takeConfirmation(ctx context.Context, ev *chatopsv1.Event, out *outcome) *chatopsv1.Event {
+	d, ok, err := r.dialogs().take(ctx, confirmKey(ev))
+	if err != nil {
+		out.err = err.Error()
+		r.log.Error("taking a confirmation", "err", err)
+		return nil
+	}
+	held := &chatopsv1.Event{}
+	if !ok || r.now().Sub(d.Asked) > r.cfg.ConfirmWindow || proto.Unmarshal(d.Held, held) != nil {
+		return nil
+	}
+	return held
 }
 
 // confirmPending runs the command the user is confirming.
 func (r *Router) confirmPending(ctx context.Context, ev *chatopsv1.Event, out *outcome) *chatopsv1.Event {
 	out.command = "yes"
-	orig, err := r.confirms().Take(ctx, confirmKey(ev))
-	if err != nil {
+	orig := r.takeConfirmation(ctx, ev, out)
+	if orig == nil {
 		out.status = audit.StatusError
-		if !errors.Is(err, confirm.ErrNone) {
-			out.err = err.Error()
-			r.log.Error("taking a confirmation", "err", err)
-		}
-		return r.errorReply(ev, fmt.Sprintf("nothing to confirm: you have no command waiting here (they wait %s)", r.confirms().Window()))
+		return r.errorReply(ev, fmt.Sprintf("nothing to confirm: you have no command waiting here (they wait %s)", r.cfg.ConfirmWindow))
 	}
 	// Run the original, answered in the place of the yes.
 	run := proto.Clone(ev).(*chatopsv1.Event)
@@ -233,16 +248,12 @@ func (r *Router) confirmPending(ctx context.Context, ev *chatopsv1.Event, out *o
 
 func (r *Router) cancelPending(ctx context.Context, ev *chatopsv1.Event, out *outcome) *chatopsv1.Event {
 	out.command = "no"
-	if _, err := r.confirms().Take(ctx, confirmKey(ev)); err != nil {
+	if r.takeConfirmation(ctx, ev, out) == nil {
 		out.status = audit.StatusError
 		return r.errorReply(ev, "nothing to cancel: you have no command waiting here")
 	}
 	out.status = audit.StatusCancelled
 	return r.reply(ev, "cancelled")
-}
-
-func confirmKey(ev *chatopsv1.Event) string {
-	return confirm.Key(ev.GetPlatform(), ev.GetFrom().GetTeam(), ev.GetFrom().GetId(), ev.GetTo(), "")
 }
 
 // limitText tells who (you, this conversation) which limit refused their

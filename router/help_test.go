@@ -65,7 +65,7 @@ func TestHelpCommand(t *testing.T) {
 		{in: "help every", want: "every [duration] [command] - Runs [command] every [duration] (at least 1s)"},
 		{in: "help unschedule", want: "unschedule [id] - Removes a schedule you set"},
 		{in: "help watching", want: "watching - Lists what this conversation watches"},
-		{in: "help watch", want: "watch [service] - Tells this conversation when [service]'s nodes come and go (watch commands: command services added and removed)"},
+		{in: "help watch", want: "watch [service] [health] [n] - Tells this conversation when [service]'s nodes come and go; with health, when its health fails [n] times in a row (default 3) and when it recovers (watch commands: command services added and removed)"},
 		{in: "help list", err: true, want: `There is no command "list". Did you mean "list services"? Type help for the list of commands.`},
 		{in: "help list service", err: true, want: `There is no command "list service". Did you mean "list services"? Type help for the list of commands.`},
 		{in: "help ecko", err: true, want: `There is no command "ecko". Did you mean "echo"? Type help for the list of commands.`},

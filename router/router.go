@@ -23,7 +23,6 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/router/builtin"
-	"github.com/botmesh/botmesh/router/confirm"
 	"github.com/botmesh/botmesh/router/directory"
 	"github.com/botmesh/botmesh/router/inbound"
 	"github.com/botmesh/botmesh/router/parse"
@@ -101,6 +100,10 @@ type Config struct {
 	// own sessions. botctl (cli) exits after each answer: a result would
 	// wait for nobody.
 	SchedulePlatforms string
+	// WatchHealthEvery is how often the health of a service watched with
+	// "watch SERVICE health" is checked (by one router at a time; at
+	// least 1s).
+	WatchHealthEvery time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -121,6 +124,7 @@ func DefaultConfig() Config {
 		AuditMaxAge:       30 * 24 * time.Hour,
 		SchedulesPerUser:  20,
 		SchedulePlatforms: "slack,xmpp,irc,web,shell",
+		WatchHealthEvery:  10 * time.Second,
 	}
 }
 
@@ -146,6 +150,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.HelpAll, "help_all", c.HelpAll, "help lists every command, not only those the user may run")
 	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
 	fs.IntVar(&c.SchedulesPerUser, "schedules_per_user", c.SchedulesPerUser, "schedules (in, at, every, cron) one user may have at once")
+	fs.DurationVar(&c.WatchHealthEvery, "watch_health_every", c.WatchHealthEvery, "how often the health of a service watched with 'watch SERVICE health' is checked (at least 1s)")
 	fs.StringVar(&c.SchedulePlatforms, "schedule_platforms", c.SchedulePlatforms, "platforms whose users may set schedules, comma-separated (empty: all); their gateways must read the outbound path (slack, xmpp, irc, web, shell do; botctl's cli does not)")
 }
 
@@ -196,6 +201,9 @@ func (c Config) withDefaults() Config {
 	if c.SchedulesPerUser <= 0 {
 		c.SchedulesPerUser = d.SchedulesPerUser
 	}
+	if c.WatchHealthEvery <= 0 {
+		c.WatchHealthEvery = d.WatchHealthEvery
+	}
 	if c.Policy == nil {
 		c.Policy = policy.Default()
 	}
@@ -219,7 +227,6 @@ type Router struct {
 	id      string // this replica, in audit records
 	metrics *metrics
 	limiter *ratelimit.Limiter
-	store   atomic.Pointer[confirmStore]
 	dlg     atomic.Pointer[dialogBox]
 	audit   atomic.Pointer[audit.Recorder]
 	js      jetstream.JetStream // with JetStream delivery: the reply streams'
@@ -254,11 +261,7 @@ type Router struct {
 	ready    chan struct{}
 }
 
-// confirmStore wraps the interface for atomic.Pointer.
-type confirmStore struct{ confirm.Store }
-
 func (r *Router) policy() *policy.Policy    { return r.cfg.Policy }
-func (r *Router) confirms() confirm.Store   { return r.store.Load().Store }
 func (r *Router) recorder() *audit.Recorder { return r.audit.Load() }
 
 // Option configures New.
@@ -277,6 +280,9 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 	if err := durable.ValidDelivery(cfg.Delivery); err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
+	if cfg.WatchHealthEvery < time.Second {
+		return nil, fmt.Errorf("router: --watch_health_every is %s: it must be at least 1s", cfg.WatchHealthEvery)
+	}
 	r := &Router{
 		cfg:     cfg,
 		m:       m,
@@ -291,7 +297,6 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 		ready:   make(chan struct{}),
 		silent:  map[string]time.Time{},
 	}
-	r.store.Store(&confirmStore{confirm.NewMemory(cfg.ConfirmWindow)})
 	r.dlg.Store(&dialogBox{newMemDialogs()})
 	rec, _ := audit.New(context.Background(), r.log.With("part", "audit"), nil, audit.StreamConfig{})
 	r.audit.Store(rec)
@@ -420,9 +425,9 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 }
 
-// useJetStream moves pending confirmations to the shared bucket and audit
-// records to the audit stream when the NATS server has JetStream; without
-// it they stay in this process and the log.
+// useJetStream moves dialogs and confirmations to the shared bucket and
+// audit records to the audit stream when the NATS server has JetStream;
+// without it they stay in this process and the log.
 func (r *Router) useJetStream(ctx context.Context) {
 	js, err := jetstream.New(r.m.NATS())
 	if err != nil {
@@ -432,15 +437,6 @@ func (r *Router) useJetStream(ctx context.Context) {
 	jctx, cancel := context.WithTimeout(ctx, durable.SetupTimeout)
 	defer cancel()
 	replicas := r.cfg.JetStream.Stream.Replicas
-	var st confirm.Store
-	if err := durable.Setup(jctx, func(ctx context.Context) (err error) {
-		st, err = confirm.NewKV(ctx, js, r.cfg.ConfirmWindow, replicas)
-		return err
-	}); err != nil {
-		r.log.Warn("confirmations stay in this router", "err", err)
-	} else {
-		r.store.Store(&confirmStore{st})
-	}
 	if r.cfg.Delivery == durable.JetStream {
 		if err := durable.Setup(jctx, func(ctx context.Context) error {
 			if removed, err := durable.RemoveOldReplyStream(ctx, js); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go-micro.dev/v4/client"
 	"go-micro.dev/v4/registry"
 	"google.golang.org/protobuf/proto"
 )
@@ -36,7 +37,8 @@ import (
 // So a change is announced once however many routers run, and the watch
 // list survives restarts.
 //
-// Not yet: health failing N times in a row is not watched.
+// "watch greeter health [N]" tells the conversation when greeter's health
+// fails N times in a row and when it recovers (watch_health.go).
 
 // Watch command words.
 const (
@@ -61,8 +63,8 @@ const maxWatches = 50
 // watchHelp are help's lines for the watch commands, by the name policies
 // give them.
 var watchHelp = []struct{ name, line string }{
-	{cmdWatch, "watch SERVICE - Tells this conversation when SERVICE's nodes come and go (watch commands: command services added and removed)"},
-	{cmdUnwatch, "unwatch SERVICE - Stops watching SERVICE"},
+	{cmdWatch, "watch SERVICE [health] [N] - Tells this conversation when SERVICE's nodes come and go; with health, when its health fails N times in a row (default 3) and when it recovers (watch commands: command services added and removed)"},
+	{cmdUnwatch, "unwatch SERVICE [health] - Stops watching SERVICE (with health: its health)"},
 	{cmdWatching, "watching - Lists what this conversation watches"},
 }
 
@@ -75,6 +77,7 @@ func isWatching(word string) bool {
 type watches struct {
 	kv jetstream.KeyValue
 	js jetstream.JetStream
+	cl client.Client // for health checks: no directory, no retries
 }
 
 // startWatches opens the watch list and looks at the watched things until
@@ -95,7 +98,7 @@ func (r *Router) startWatches(ctx context.Context) func() {
 		r.log.Warn("no watches: the watch list could not be opened", "err", err)
 		return func() {}
 	}
-	r.watch = &watches{kv: kv, js: js}
+	r.watch = &watches{kv: kv, js: js, cl: r.m.NewClient()}
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
@@ -121,6 +124,9 @@ func watchTarget(name string) string {
 func targetName(target string) string {
 	if target == watchCommands {
 		return "the command services"
+	}
+	if service, ok := healthService(target); ok {
+		return "the health of " + service
 	}
 	return strings.TrimPrefix(target, "service:")
 }
@@ -165,23 +171,52 @@ func (r *Router) watchCommand(ctx context.Context, ev *chatopsv1.Event, msg pars
 
 // addWatch adds a watch of this conversation.
 func (r *Router) addWatch(ctx context.Context, ev *chatopsv1.Event, msg parse.Message) *chatopsv1.Event {
-	if len(msg.Words) != 2 || len(msg.Words[1]) > 200 {
-		return r.errorReply(ev, "usage: watch SERVICE (its nodes), or watch commands (command services added and removed)")
+	if len(msg.Words) < 2 || len(msg.Words) > 2 && !strings.EqualFold(msg.Words[2], healthWord) || len(msg.Words[1]) > 200 {
+		return r.errorReply(ev, watchUsage)
 	}
-	target := watchTarget(msg.Words[1])
+	target, after := watchTarget(msg.Words[1]), 0
+	if len(msg.Words) > 2 {
+		if target == watchCommands {
+			return r.errorReply(ev, "watch commands has no health: watch SERVICE health [N] watches one service's health")
+		}
+		n, bad := parseHealthAfter(msg.Words[3:])
+		if bad != "" {
+			return r.errorReply(ev, bad)
+		}
+		target, after = healthTarget(msg.Words[1]), n
+	}
 	if n, err := r.countWatches(ctx, convKey(ev)); err != nil {
 		r.log.Error("counting watches", "err", err)
 		return r.errorReply(ev, "the watch list cannot be read right now: try again later")
 	} else if n >= maxWatches {
 		return r.errorReply(ev, fmt.Sprintf("this conversation watches %d things, the most it may: unwatch one first", n))
 	}
-	seen, err := r.lookAt(ctx, target)
+	var seen, why string
+	var err error
+	if after > 0 {
+		var ok bool
+		ok, why, err = r.lookAtHealth(ctx, msg.Words[1])
+		seen = string(healthSeen{}.encode()) // the count starts at the next check
+		if ok {
+			why = "healthy now"
+		} else {
+			why = "not healthy now: " + why
+		}
+	} else {
+		seen, err = r.lookAt(ctx, target)
+	}
 	if err != nil {
 		r.log.Error("looking at a service to watch", "target", target, "err", err)
 		return r.errorReply(ev, "the registry cannot be read right now: nothing watched, try again later")
 	}
 	def := proto.Clone(ev).(*chatopsv1.Event)
 	def.Data = []byte(target)
+	if after > 0 {
+		if def.Meta == nil {
+			def.Meta = map[string]string{}
+		}
+		def.Meta[healthAfterMeta] = strconv.Itoa(after)
+	}
 	data, err := proto.Marshal(def)
 	if err != nil {
 		return r.errorReply(ev, "nothing watched: "+err.Error())
@@ -201,16 +236,24 @@ func (r *Router) addWatch(ctx context.Context, ev *chatopsv1.Event, msg parse.Me
 	if target == watchCommands {
 		return r.reply(ev, fmt.Sprintf("watching the command services (%s now): this conversation is told when one is added or removed. To stop: unwatch commands", describeCommands(seen)))
 	}
+	if after > 0 {
+		name := msg.Words[1]
+		return r.reply(ev, fmt.Sprintf("watching the health of %s (%s; checked every %s): this conversation is told when it fails %s and when it recovers. To stop: unwatch %s health",
+			name, why, r.healthEvery(), timesInARow(after), name))
+	}
 	name := targetName(target)
 	return r.reply(ev, fmt.Sprintf("watching %s (%s now): this conversation is told when it loses its last node, when it comes back and when its node count changes. To stop: unwatch %s", name, nodes(seen), name))
 }
 
 // removeWatch removes a watch of this conversation.
 func (r *Router) removeWatch(ctx context.Context, ev *chatopsv1.Event, msg parse.Message) *chatopsv1.Event {
-	if len(msg.Words) != 2 {
-		return r.errorReply(ev, "usage: unwatch SERVICE, or unwatch commands (watching lists what this conversation watches)")
+	if len(msg.Words) != 2 && (len(msg.Words) != 3 || !strings.EqualFold(msg.Words[2], healthWord)) {
+		return r.errorReply(ev, "usage: unwatch SERVICE, unwatch SERVICE health, or unwatch commands (watching lists what this conversation watches)")
 	}
 	target := watchTarget(msg.Words[1])
+	if len(msg.Words) == 3 {
+		target = healthTarget(msg.Words[1])
+	}
 	key := watchKey(targetKey(target), convKey(ev))
 	if _, err := r.watch.kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
 		return r.errorReply(ev, fmt.Sprintf("this conversation does not watch %s (watching lists what it watches)", targetName(target)))
@@ -222,13 +265,37 @@ func (r *Router) removeWatch(ctx context.Context, ev *chatopsv1.Event, msg parse
 		r.log.Error("removing a watch", "err", err)
 		return r.errorReply(ev, "the watch could not be removed right now: try again later")
 	}
+	if _, ok := healthService(target); ok {
+		r.forgetHealth(ctx, target)
+	}
 	r.log.Info("watch removed", "target", target, "platform", ev.GetPlatform(), "user", ev.GetFrom().GetId())
 	return r.reply(ev, "stopped watching "+targetName(target))
 }
 
-// convWatches returns the watch keys of conversation conv.
-func (r *Router) convWatches(ctx context.Context, conv string) ([]string, error) {
-	l, err := r.watch.kv.ListKeysFiltered(ctx, durable.WatchKeyPrefix+"*."+conv)
+// watchUsage is the answer to a watch command that is not one.
+const watchUsage = "usage: watch SERVICE (its nodes), watch SERVICE health [N] (told when its health fails N times in a row, default 3), or watch commands (command services added and removed)"
+
+// timesInARow says n failures in a row.
+func timesInARow(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times in a row", n)
+}
+
+// forgetHealth removes what was seen of a health target that no
+// conversation watches any more, so that a later watch counts from 0.
+func (r *Router) forgetHealth(ctx context.Context, target string) {
+	tk := targetKey(target)
+	if keys, err := r.watchKeys(ctx, durable.WatchKeyPrefix+tk+".*"); err != nil || len(keys) > 0 {
+		return // watched still, or unknown
+	}
+	_ = r.watch.kv.Delete(ctx, durable.WatchSeenKey+tk)
+}
+
+// watchKeys returns the keys of the watch list that match filter.
+func (r *Router) watchKeys(ctx context.Context, filter string) ([]string, error) {
+	l, err := r.watch.kv.ListKeysFiltered(ctx, filter)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return nil, nil
@@ -240,7 +307,12 @@ func (r *Router) convWatches(ctx context.Context, conv string) ([]string, error)
 	for k := range l.Keys() {
 		keys = append(keys, k)
 	}
-	return keys, nil
+	return keys, ctx.Err()
+}
+
+// convWatches returns the watch keys of conversation conv.
+func (r *Router) convWatches(ctx context.Context, conv string) ([]string, error) {
+	return r.watchKeys(ctx, durable.WatchKeyPrefix+"*."+conv)
 }
 
 func (r *Router) countWatches(ctx context.Context, conv string) (int, error) {
@@ -271,7 +343,9 @@ func (r *Router) listWatches(ctx context.Context, ev *chatopsv1.Event, msg parse
 		target := string(set.GetData())
 		line := targetName(target)
 		if s, err := r.watch.kv.Get(ctx, durable.WatchSeenKey+targetKey(target)); err == nil {
-			if target == watchCommands {
+			if _, ok := healthService(target); ok {
+				line += " (" + describeHealth(decodeHealthSeen(s.Value()), healthAfter(set)) + ")"
+			} else if target == watchCommands {
 				line += " (" + describeCommands(string(s.Value())) + ")"
 			} else {
 				line += " (" + nodes(string(s.Value())) + ")"
@@ -280,7 +354,7 @@ func (r *Router) listWatches(ctx context.Context, ev *chatopsv1.Event, msg parse
 		lines = append(lines, line)
 	}
 	if len(lines) == 0 {
-		return r.reply(ev, "this conversation watches nothing. watch SERVICE tells it when SERVICE's nodes come and go; watch commands, when command services are added or removed.")
+		return r.reply(ev, "this conversation watches nothing. watch SERVICE tells it when SERVICE's nodes come and go; watch SERVICE health, when SERVICE's health fails 3 times in a row; watch commands, when command services are added or removed.")
 	}
 	sort.Strings(lines)
 	return r.reply(ev, "this conversation watches: "+strings.Join(lines, ", "))
@@ -348,6 +422,12 @@ func (r *Router) watchLoop(ctx context.Context) {
 	}()
 	tick := time.NewTicker(watchEvery)
 	defer tick.Stop()
+	// Health targets are read every quarter interval: a check is due when
+	// the seen value has not changed for the interval.
+	htick := time.NewTicker(max(r.healthEvery()/4, 50*time.Millisecond))
+	defer htick.Stop()
+	looks := &healthLooks{m: map[string]*healthLook{}}
+	defer looks.wg.Wait()
 	for {
 		if kw == nil && r.m.NATS().IsConnected() {
 			w, err := r.watch.kv.Watch(ctx, durable.WatchKeyPrefix+">")
@@ -374,7 +454,18 @@ func (r *Router) watchLoop(ctx context.Context) {
 				continue
 			}
 			for target := range targets {
-				r.checkTarget(ctx, target)
+				if _, ok := healthService(target); !ok {
+					r.checkTarget(ctx, target)
+				}
+			}
+		case <-htick.C:
+			if !r.m.NATS().IsConnected() {
+				continue
+			}
+			for target := range targets {
+				if _, ok := healthService(target); ok {
+					r.pollHealth(ctx, looks, target)
+				}
 			}
 		}
 	}
@@ -443,7 +534,8 @@ func (r *Router) checkTarget(ctx context.Context, target string) {
 	// reply stream stores once; so does every router that sees the change
 	// at the same time.
 	change := strconv.FormatUint(rev, 10) + "-" + durable.ScheduleKey(now)[:6]
-	if !r.announce(cctx, target, tk, change, describeChange(target, prev, now)) {
+	text := describeChange(target, prev, now)
+	if !r.announce(cctx, target, tk, change, func(*chatopsv1.Event) string { return text }) {
 		return // the next look tries again
 	}
 	if _, err := r.watch.kv.Update(cctx, key, []byte(now), rev); err == nil {
@@ -495,24 +587,16 @@ func minus(a, b []string) []string {
 	return out
 }
 
-// announce posts text to every conversation that watches target, through
-// the outbound path; its message ids (from change) make every
-// announcement of one change stored once. It reports whether every
-// conversation's is stored.
-func (r *Router) announce(ctx context.Context, target, tk, change, text string) bool {
-	l, err := r.watch.kv.ListKeysFiltered(ctx, durable.WatchKeyPrefix+tk+".*")
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return true
-	}
+// announce posts text(the watch) to every conversation that watches
+// target (but those whose text is ""), through the outbound path; its
+// message ids (from change) make every announcement of one change stored
+// once. It reports whether every conversation's is stored.
+func (r *Router) announce(ctx context.Context, target, tk, change string, text func(*chatopsv1.Event) string) bool {
+	keys, err := r.watchKeys(ctx, durable.WatchKeyPrefix+tk+".*")
 	if err != nil {
 		r.log.Error("announcing a change: the watch list cannot be read", "target", target, "err", err)
 		return false
 	}
-	var keys []string
-	for k := range l.Keys() {
-		keys = append(keys, k)
-	}
-	_ = l.Stop()
 	ok := true
 	for _, key := range keys {
 		e, err := r.watch.kv.Get(ctx, key)
@@ -523,12 +607,16 @@ func (r *Router) announce(ctx context.Context, target, tk, change, text string) 
 		if proto.Unmarshal(e.Value(), set) != nil || !chatopsv1.ValidReplySubject(set.GetReplyTo()) {
 			continue
 		}
+		said := text(set)
+		if said == "" {
+			continue
+		}
 		platform := chatopsv1.ReplyPlatform(set.GetReplyTo())
 		instance := strings.Split(strings.TrimPrefix(set.GetReplyTo(), chatopsv1.SubjectOutPrefix), ".")[1]
 		conv := key[strings.LastIndexByte(key, '.')+1:]
 		token := "w" + tk[:8] + "-" + change + "-" + conv[:8]
 		subject := durable.OutboundSubject(chatopsv1.ReplySubject(platform, instance, token))
-		rep := r.reply(set, text)
+		rep := r.reply(set, said)
 		rep.InReplyTo = "watch-" + token
 		data, err := proto.Marshal(rep)
 		if err != nil {

@@ -13,15 +13,19 @@ import (
 //
 //	w.<target>.<conv>  a conversation watches target: the chatops.v1.Event
 //	                   that asked (its data the target), to post to
-//	s.<target>         what was last seen of target (a node count, or the
-//	                   command services' names)
+//	s.<target>         what was last seen of target (a node count, the
+//	                   command services' names, or, for a health watch,
+//	                   JSON: the failed checks in a row, the revision
+//	                   that began the run, the last reason, the router
+//	                   that claimed the check under way)
 //
 // <target> and <conv> are hashes (ScheduleKey) of the watched thing and of
 // the conversation. A router that sees a change announces it under
 // message ids named for the change (the revision of s.<target> it read and
 // the new value), so that every router's announcement of it is stored
 // once, then moves s.<target> to the new value (an update at the revision
-// it read: one router's wins).
+// it read: one router's wins). A health watch's value is written at every
+// check, by the one router that claimed it at the revision it read.
 const WatchBucket = "botmesh_watches"
 
 // Key prefixes of WatchBucket.
