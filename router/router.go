@@ -101,6 +101,14 @@ type Config struct {
 	// own sessions. botctl (cli) exits after each answer: a result would
 	// wait for nobody.
 	SchedulePlatforms string
+	// TellPlatforms are the platforms, comma-separated, that tell may
+	// post to (elsewhere.go): those whose conversations any gateway of
+	// the platform can post to, through the outbound path. "": slack,
+	// xmpp, irc.
+	TellPlatforms string
+	// MailDomains are the domains, comma-separated, that mail may go to
+	// (a domain and its subdomains; "": any).
+	MailDomains string
 }
 
 // DefaultConfig returns the defaults.
@@ -121,6 +129,7 @@ func DefaultConfig() Config {
 		AuditMaxAge:       30 * 24 * time.Hour,
 		SchedulesPerUser:  20,
 		SchedulePlatforms: "slack,xmpp,irc,web,shell",
+		TellPlatforms:     "slack,xmpp,irc",
 	}
 }
 
@@ -146,6 +155,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.HelpAll, "help_all", c.HelpAll, "help lists every command, not only those the user may run")
 	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
 	fs.IntVar(&c.SchedulesPerUser, "schedules_per_user", c.SchedulesPerUser, "schedules (in, at, every, cron) one user may have at once")
+	fs.StringVar(&c.TellPlatforms, "tell_platforms", c.TellPlatforms, "platforms tell may post to, comma-separated; their gateways must read the outbound path and post to any conversation (slack, xmpp, irc do; web and shell sessions live in one process)")
+	fs.StringVar(&c.MailDomains, "mail_domains", c.MailDomains, "domains (and their subdomains), comma-separated, that mail may go to (empty: any); a gateway with the mail output (--inputs mail, --smtp_url) sends them")
 	fs.StringVar(&c.SchedulePlatforms, "schedule_platforms", c.SchedulePlatforms, "platforms whose users may set schedules, comma-separated (empty: all); their gateways must read the outbound path (slack, xmpp, irc, web, shell do; botctl's cli does not)")
 }
 
@@ -192,6 +203,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AuditMaxAge <= 0 {
 		c.AuditMaxAge = d.AuditMaxAge
+	}
+	if c.TellPlatforms == "" {
+		c.TellPlatforms = d.TellPlatforms
 	}
 	if c.SchedulesPerUser <= 0 {
 		c.SchedulesPerUser = d.SchedulesPerUser
