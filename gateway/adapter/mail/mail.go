@@ -167,13 +167,12 @@ func (in *Input) Init(env adapter.Env) error {
 		pw, _ := u.User.Password()
 		in.password = secret.Value(pw)
 	}
-	from, err := ParseAddress(in.cfg.From)
-	if err != nil {
-		return fmt.Errorf("mail: --smtp_from (BOTMESH_SMTP_FROM): %w", err)
-	}
-	in.from = in.cfg.From
-	if strings.TrimSpace(in.from) == "" || from == "" {
+	in.from = strings.TrimSpace(in.cfg.From)
+	if in.from == "" {
 		return errors.New("mail: set --smtp_from (BOTMESH_SMTP_FROM) to the sender's address, e.g. 'botmesh <bot@example.com>'")
+	}
+	if _, err := ParseAddress(in.from); err != nil {
+		return fmt.Errorf("mail: --smtp_from (BOTMESH_SMTP_FROM): %w", err)
 	}
 	in.tls = &tls.Config{ServerName: in.host, MinVersion: tls.VersionTLS12}
 	if in.cfg.CA != "" {
