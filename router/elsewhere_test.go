@@ -236,4 +236,3 @@ func TestTellNeedsJetStream(t *testing.T) {
 		t.Errorf("core delivery: %s %q", rep.GetType(), rep.GetData())
 	}
 }
-
