@@ -59,7 +59,9 @@ func FuzzParseMailAddress(f *testing.F) {
 		if !ok || local == "" || strings.Contains(dom, "@") || dom != domain || domain != strings.ToLower(domain) || len(addr) > 254 {
 			t.Fatalf("%q: accepted as %q, domain %q", s, addr, domain)
 		}
-		if strings.ContainsFunc(addr, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("<>\",;", r) }) {
+		if strings.ContainsFunc(addr, func(r rune) bool {
+			return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("<>\",;", r)
+		}) {
 			t.Fatalf("%q: address %q has characters a header could misread", s, addr)
 		}
 		again, d2, err := router.ParseMailAddress(addr)
