@@ -931,13 +931,11 @@ func (g *Gateway) ackWhenPosted(r *running, m jetstream.Msg, ps *post) {
 	}
 }
 
-// notPostedDelay is how long a message an input could not post yet waits
-// before its delivery number n: a second, doubling up to a minute.
+// notPostedDelay is how long a message an input could not post yet, at
+// its nth delivery, waits for the next: a second after the first, doubling
+// up to a minute.
 func notPostedDelay(n uint64) time.Duration {
-	if n > 7 {
-		return time.Minute
-	}
-	return min(time.Second<<max(n, 1)>>1, time.Minute)
+	return min(time.Second<<(min(max(n, 1), 7)-1), time.Minute)
 }
 
 // platformOf names the platform of a reply for metrics.
