@@ -15,7 +15,6 @@ import (
 	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/sdk/durable"
-	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -329,21 +328,15 @@ func (r *Router) elsewhere(ctx context.Context, ev *chatopsv1.Event, msg parse.M
 // storeOutbound stores ev on platform's outbound path, under the gateway
 // instance word instance and the token, once however often it is stored.
 func (r *Router) storeOutbound(ctx context.Context, platform, instance, token string, ev *chatopsv1.Event) error {
-	subject := durable.OutboundSubject(chatopsv1.ReplySubject(platform, instance, token))
-	if !chatopsv1.ValidReplySubject(strings.TrimSuffix(subject, durable.OutboundSuffix)) {
-		return errors.New("router: not a valid outbound subject: " + subject)
+	reply := chatopsv1.ReplySubject(platform, instance, token)
+	if !chatopsv1.ValidReplySubject(reply) {
+		return errors.New("router: not a valid reply subject: " + reply)
 	}
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return err
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-	defer cancel()
-	if err := durable.Setup(sctx, func(ctx context.Context) error { return r.ensureOut(ctx, r.js, platform) }); err != nil {
-		return err
-	}
-	_, err = durable.Publish(sctx, r.js, &nats.Msg{Subject: subject, Header: durable.ReplyHeader(subject), Data: data})
-	return err
+	return r.storeData(ctx, durable.OutboundSubject(reply), data)
 }
 
 // afterWords returns text without its first n words and the space after

@@ -783,6 +783,17 @@ func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Eve
 		r.log.Error("encode reply", "err", err)
 		return err
 	}
+	if err := r.storeData(ctx, to, data); err != nil {
+		r.log.Error("reply not stored; sending it on core NATS", "subject", to, "event", reply.GetInReplyTo(), "err", err)
+		_ = r.m.NATS().Publish(to, data)
+	}
+	return nil
+}
+
+// storeData publishes data into the reply stream of the platform of to (a
+// reply subject, or an outbound one), under the message id to, trying
+// again until the stream has it or storeTimeout passes.
+func (r *Router) storeData(ctx context.Context, to string, data []byte) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if platform := chatopsv1.ReplyPlatform(strings.TrimSuffix(to, durable.OutboundSuffix)); !r.outKnown(platform) {
@@ -790,11 +801,8 @@ func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Eve
 			r.log.Warn("reply stream not set up; storing the reply anyway", "subject", to, "err", err)
 		}
 	}
-	if _, err := durable.Publish(sctx, r.js, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: data}); err != nil {
-		r.log.Error("reply not stored; sending it on core NATS", "subject", to, "event", reply.GetInReplyTo(), "err", err)
-		_ = r.m.NATS().Publish(to, data)
-	}
-	return nil
+	_, err := durable.Publish(sctx, r.js, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: data})
+	return err
 }
 
 // DeadlineKey is the meta key of a progress note that carries the time by
