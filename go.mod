@@ -82,6 +82,7 @@ require (
 	github.com/sergi/go-diff v1.2.0 // indirect
 	github.com/slack-go/slack v0.35.0 // indirect
 	github.com/urfave/cli/v2 v2.25.7 // indirect
+	github.com/wneessen/go-mail v0.8.1 // indirect
 	github.com/xanzy/ssh-agent v0.3.2 // indirect
 	github.com/xrash/smetrics v0.0.0-20201216005158-039620a65673 // indirect
 	go.etcd.io/etcd/api/v3 v3.5.2 // indirect

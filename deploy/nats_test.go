@@ -42,6 +42,7 @@ var natsRoles = []natsRole{
 	{"gateway-xmpp", "BOTMESH_NATS_PASSWORD_GATEWAY_XMPP", "xmpp"},
 	{"gateway-irc", "BOTMESH_NATS_PASSWORD_GATEWAY_IRC", "irc"},
 	{"gateway-shell", "BOTMESH_NATS_PASSWORD_GATEWAY_SHELL", "shell"},
+	{"gateway-mail", "BOTMESH_NATS_PASSWORD_GATEWAY_MAIL", "mail"},
 	{"botctl", "BOTMESH_NATS_PASSWORD_BOTCTL", "cli"},
 	{"service", "BOTMESH_NATS_PASSWORD_SERVICE", ""},
 	{"service-note", "BOTMESH_NATS_PASSWORD_SERVICE_NOTE", ""},
@@ -1114,7 +1115,7 @@ func TestNATSConfigNeedsEveryPassword(t *testing.T) {
 
 // shared are the platforms whose gateways read their replies through a
 // consumer of the reply stream (any replica can post to a conversation).
-var shared = map[string]bool{"slack": true, "xmpp": true, "irc": true}
+var shared = map[string]bool{"slack": true, "xmpp": true, "irc": true, "mail": true}
 
 // testReplyConsumer checks what a gateway of a shared platform does with
 // its reply consumer: asks the routers to make it, reads the stored reply

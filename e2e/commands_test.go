@@ -115,6 +115,7 @@ func commandSuite(t *testing.T, edit func(*mesh.Config), registryName, transport
 	help := chat(t, in, "help").text
 	for _, line := range []string{
 		"list services - Lists the registered services with their node counts",
+		"mail [address] [command] - Runs [command] and mails its result to [address]",
 		"note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]",
 		"notes - Lists this conversation's notes",
 		"get service [name] - Shows a service's versions, nodes and endpoints",
@@ -251,12 +252,14 @@ func TestAllInOneRegistryAndQuery(t *testing.T) {
 		"help [command] - Displays help for all known commands, or the usage, description and examples of [command]",
 		"in [duration] [command] - Runs [command] once, after [duration] (e.g. in 10m health greeter)",
 		"list services - Lists the registered services with their node counts",
+		"mail [address] [command] - Runs [command] and mails its result to [address]",
 		"note add [text] | note forget [n] - Keeps a note for this conversation, or forgets note [n]",
 		"notes - Lists this conversation's notes",
 		"ping - Returns pong",
 		"query [service] [method] [json] - Calls [method] (e.g. Greeter.Hello) of [service] with [json] as the request",
 		"register service [definition] - Registers a service given as go-micro JSON",
 		"schedules - Lists this conversation's schedules",
+		"tell [conversation] [command] - Runs [command] and posts its result in [conversation] (slack:#ops, irc:#dev, xmpp:ops@conference.example.org?join)",
 		"the three laws - Returns the three laws of robotics",
 		"time - Returns the server time",
 		"unschedule [id] - Removes a schedule you set",

@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/botmesh/botmesh/gateway/adapter"
 	ircgw "github.com/botmesh/botmesh/gateway/adapter/irc"
+	"github.com/botmesh/botmesh/gateway/adapter/mail"
 	"github.com/botmesh/botmesh/gateway/adapter/shell"
 	slackgw "github.com/botmesh/botmesh/gateway/adapter/slack"
 	"github.com/botmesh/botmesh/gateway/adapter/web"
@@ -18,5 +19,6 @@ func Inputs() adapter.Registry {
 	r.Register(xmppgw.Name, xmppgw.New)
 	r.Register(ircgw.Name, ircgw.New)
 	r.Register(web.Name, web.New)
+	r.Register(mail.Name, mail.New)
 	return r
 }

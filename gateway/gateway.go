@@ -156,9 +156,9 @@ type Gateway struct {
 	routers routerPing
 	mu      sync.Mutex
 	pending map[string]*pending // by reply token
-	// posting holds the replies being posted, by token: closed when
+	// posting holds the replies being posted, by token: done when
 	// posted.
-	posting map[string]chan struct{}
+	posting map[string]*post
 	// answered holds the tokens whose final reply was posted, and by whom,
 	// so that a second reply to one message (a router redelivery) is
 	// dropped while a late reply after a timeout notice is still posted.
@@ -179,11 +179,21 @@ type running struct {
 type delivery struct {
 	ev    *chatopsv1.Event
 	final bool
-	// token and done, for a router's reply: done is closed once it is
+	// token and post, for a router's reply: post is done once it is
 	// posted (a consumer's copy is acknowledged then).
 	token string
-	done  chan struct{}
+	post  *post
 }
+
+// post is a router's reply or outbound message on its way to the input:
+// done is closed once the input's Send returned, and err (read after
+// done) is what Send returned.
+type post struct {
+	done chan struct{}
+	err  error
+}
+
+func newPost() *post { return &post{done: make(chan struct{})} }
 
 type pending struct {
 	sent  time.Time
@@ -208,7 +218,7 @@ func New(nc *nats.Conn, inputs []adapter.Input, cfg Config, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, posting: map[string]chan struct{}{}, started: make(chan struct{}), answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
+	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, posting: map[string]*post{}, started: make(chan struct{}), answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
 	names := map[string]bool{}
 	for _, in := range inputs {
 		if !chatopsv1.ValidToken(in.String()) || names[in.String()] {
@@ -796,11 +806,11 @@ func (g *Gateway) reply(subject string, data []byte, header nats.Header, src sou
 // platform; rep, if nil, is decoded from m when needed.
 func (g *Gateway) final(in *running, token string, rep *chatopsv1.Event, src source, m jetstream.Msg) {
 	g.mu.Lock()
-	if done := g.posting[token]; done != nil {
+	if ps := g.posting[token]; ps != nil {
 		// Being posted right now.
 		g.mu.Unlock()
 		if m != nil {
-			go g.ackWhenPosted(in, m, done)
+			go g.ackWhenPosted(in, m, ps)
 		}
 		return
 	}
@@ -851,8 +861,8 @@ func (g *Gateway) final(in *running, token string, rep *chatopsv1.Event, src sou
 		g.mu.Unlock()
 		return
 	}
-	done := make(chan struct{})
-	g.posting[token] = done
+	ps := newPost()
+	g.posting[token] = ps
 	g.answered.put(token, answeredByRouter)
 	g.mu.Unlock()
 
@@ -875,29 +885,42 @@ func (g *Gateway) final(in *running, token string, rep *chatopsv1.Event, src sou
 		g.observeReply(r, p)
 	}
 	if m != nil {
-		go g.ackWhenPosted(r, m, done)
+		go g.ackWhenPosted(r, m, ps)
 	}
 	select {
-	case r.out <- delivery{ev: rep, final: p != nil, token: token, done: done}:
+	case r.out <- delivery{ev: rep, final: p != nil, token: token, post: ps}:
 	case <-r.closed:
 		g.log.Warn("reply after the input stopped; dropped", "event", rep.GetInReplyTo())
 	}
 }
 
 // ackWhenPosted acknowledges a reply stream's copy of a reply once the reply
-// is posted; if the input stops first, the copy stays for a sibling.
-func (g *Gateway) ackWhenPosted(r *running, m jetstream.Msg, done <-chan struct{}) {
+// is posted; if the input stops first, the copy stays for a sibling, and
+// if the input says it could not post it yet (adapter.ErrNotPosted), it
+// is offered again after a pause (notPostedDelay).
+func (g *Gateway) ackWhenPosted(r *running, m jetstream.Msg, ps *post) {
 	var closed <-chan struct{}
 	if r != nil {
 		closed = r.closed
 	}
+	posted := func() {
+		if !errors.Is(ps.err, adapter.ErrNotPosted) {
+			_ = m.Ack()
+			return
+		}
+		n := uint64(1)
+		if md, err := m.Metadata(); err == nil {
+			n = md.NumDelivered
+		}
+		_ = m.NakWithDelay(notPostedDelay(n))
+	}
 	select {
-	case <-done:
-		_ = m.Ack()
+	case <-ps.done:
+		posted()
 	case <-closed:
 		select {
-		case <-done:
-			_ = m.Ack()
+		case <-ps.done:
+			posted()
 		default:
 			// The input stopped before it posted the message, and
 			// will not post it: offered again at once to whoever
@@ -906,6 +929,13 @@ func (g *Gateway) ackWhenPosted(r *running, m jetstream.Msg, done <-chan struct{
 			_ = m.Nak()
 		}
 	}
+}
+
+// notPostedDelay is how long a message an input could not post yet, at
+// its nth delivery, waits for the next: a second after the first, doubling
+// up to a minute.
+func notPostedDelay(n uint64) time.Duration {
+	return min(time.Second<<(min(max(n, 1), 7)-1), time.Minute)
 }
 
 // platformOf names the platform of a reply for metrics.
@@ -997,17 +1027,27 @@ func (g *Gateway) send(r *running) {
 		select {
 		case d := <-r.out:
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := r.in.Send(ctx, d.ev); err != nil {
+			err := r.in.Send(ctx, d.ev)
+			notPosted := d.post != nil && errors.Is(err, adapter.ErrNotPosted)
+			switch {
+			case notPosted:
+				g.log.Warn("not posted yet; offered again later", "input", r.in.String(), "subject", d.token, "err", err)
+			case err != nil:
 				g.log.Error("posting reply failed", "input", r.in.String(), "event", d.ev.GetInReplyTo(), "err", err)
 			}
 			cancel()
-			if d.done != nil {
+			if d.post != nil {
 				g.mu.Lock()
-				if g.posting[d.token] == d.done {
+				if g.posting[d.token] == d.post {
 					delete(g.posting, d.token)
 				}
+				if notPosted {
+					// Its next delivery posts it.
+					g.answered.forget(d.token)
+				}
 				g.mu.Unlock()
-				close(d.done)
+				d.post.err = err
+				close(d.post.done)
 			}
 			if d.final {
 				r.wg.Done()

@@ -77,9 +77,9 @@ func (g *Gateway) consumeOutbound(ctx context.Context, r *running, kind string) 
 func (g *Gateway) outbound(r *running, m jetstream.Msg) {
 	key := m.Subject()
 	g.mu.Lock()
-	if done := g.posting[key]; done != nil {
+	if ps := g.posting[key]; ps != nil {
 		g.mu.Unlock()
-		go g.ackWhenPosted(r, m, done)
+		go g.ackWhenPosted(r, m, ps)
 		return
 	}
 	if _, ok := g.answered.get(key); ok {
@@ -94,15 +94,15 @@ func (g *Gateway) outbound(r *running, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	done := make(chan struct{})
-	g.posting[key] = done
+	ps := newPost()
+	g.posting[key] = ps
 	g.answered.put(key, answeredByRouter)
 	g.mu.Unlock()
 	g.metrics.replies.WithLabelValues(r.in.String(), "outbound").Inc()
 	g.log.Debug("posting an outbound message", "subject", key, "conversation", ev.GetTo())
-	go g.ackWhenPosted(r, m, done)
+	go g.ackWhenPosted(r, m, ps)
 	select {
-	case r.out <- delivery{ev: ev, token: key, done: done}:
+	case r.out <- delivery{ev: ev, token: key, post: ps}:
 	case <-r.closed:
 		g.log.Warn("outbound message after the input stopped; left for another gateway", "subject", key)
 	}

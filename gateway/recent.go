@@ -51,3 +51,9 @@ func (r *recent) get(k string) (int, bool) {
 	}
 	return e.v, true
 }
+
+func (r *recent) forget(k string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, k)
+}

@@ -44,6 +44,10 @@ type outcome struct {
 	// scheduled is set for a command a schedule runs: no rate limit (it
 	// was admitted when set), no confirmation, no scheduling.
 	scheduled bool
+	// elsewhere is set, to tell or mail, for the command they run
+	// (elsewhere.go): no rate limit (the tell was admitted), no dialog
+	// answer or confirmation, no scheduling, no tell or mail.
+	elsewhere string
 }
 
 // Handle answers one event and returns the reply event (a REPLY or an
@@ -71,7 +75,8 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		out.status = audit.StatusRejected
 		return r.errorReply(ev, err.Error())
 	}
-	if !confirmed && !out.scheduled {
+	relayed := out.scheduled || out.elsewhere != ""
+	if !confirmed && !relayed {
 		if lim := r.limiter.Allow(qualified(ev.GetPlatform(), ev.GetFrom().GetId()), qualified(ev.GetPlatform(), ev.GetTo())); lim != nil {
 			out.status = audit.StatusLimited
 			who := "you"
@@ -81,13 +86,22 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 			return r.errorReply(ev, limitText(who, lim))
 		}
 	}
-	if !confirmed && !out.scheduled {
+	if !confirmed && !relayed {
 		if rep := r.answer(ctx, ev, msg, out); rep != nil { // dialog.go
 			return rep
 		}
 	}
 	key := msg.Key()
+	word := msg.Words[0]
 	switch {
+	case out.elsewhere != "" && (isScheduling(word) || isWatching(word) || isElsewhere(word)):
+		out.command = strings.ToLower(word)
+		out.status = audit.StatusRejected
+		return r.errorReply(ev, fmt.Sprintf("%s runs one command and sends its result: it cannot run %s", out.elsewhere, out.command))
+	case out.elsewhere != "" && (yesPattern.MatchString(key) || noPattern.MatchString(key)):
+		out.command = key
+		out.status = audit.StatusRejected
+		return r.errorReply(ev, fmt.Sprintf("%s runs a command: a confirmation is answered where it was asked", out.elsewhere))
 	case !confirmed && yesPattern.MatchString(key):
 		return r.confirmPending(ctx, ev, out)
 	case !confirmed && noPattern.MatchString(key):
@@ -96,6 +110,8 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		return r.schedules(ctx, ev, msg, out)
 	case isWatching(msg.Words[0]):
 		return r.watchCommand(ctx, ev, msg, out)
+	case isElsewhere(word) && !out.scheduled:
+		return r.elsewhere(ctx, ev, msg, out, confirmed) // elsewhere.go
 	}
 
 	// What is it, and may this user run it here?
@@ -142,6 +158,10 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 	if d.Confirm && out.scheduled {
 		out.status = audit.StatusRejected
 		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation now, so it does not run on a schedule", name))
+	}
+	if d.Confirm && out.elsewhere != "" {
+		out.status = audit.StatusRejected
+		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation, so %s cannot run it", name, out.elsewhere))
 	}
 	if d.Confirm && !confirmed {
 		if t.cmd.Service != "" {
@@ -352,6 +372,11 @@ func (r *Router) execWith(ctx context.Context, ev *chatopsv1.Event, msg parse.Me
 		return r.errorReply(ev, name+": "+rsp.GetError())
 	}
 	if q := rsp.GetQuestion(); q != nil {
+		if out.elsewhere != "" {
+			// Its answer would be awaited here, its question asked there.
+			out.status = audit.StatusRejected
+			return r.errorReply(ev, fmt.Sprintf("%s asks a question first, so %s cannot run it: run it here", name, out.elsewhere))
+		}
 		return r.ask(ctx, ev, cmd, q, out)
 	}
 	if len(rsp.GetResult()) == 0 {

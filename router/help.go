@@ -152,6 +152,11 @@ func (r *Router) helpEntries(ev *chatopsv1.Event) []helpEntry {
 		usage, desc, _ := strings.Cut(h.line, " - ")
 		add(newEntry(h.name, usage, desc))
 	}
+	for _, e := range elsewhereHelp() {
+		if r.cfg.HelpAll || r.decide(ev, e.name+" *").Allowed {
+			out = append(out, e)
+		}
+	}
 	cmds := r.dir.Commands()
 	r.noteSeen(cmds)
 	for _, c := range cmds {
@@ -188,6 +193,11 @@ func (r *Router) helpFor(ctx context.Context, ev *chatopsv1.Event, words []strin
 		if strings.EqualFold(h.name, words[0]) && may(h.name) {
 			usage, desc, _ := strings.Cut(h.line, " - ")
 			return r.reply(ev, newEntry(h.name, usage, desc).full())
+		}
+	}
+	for _, e := range elsewhereHelp() {
+		if strings.EqualFold(e.name, words[0]) && (r.cfg.HelpAll || r.decide(ev, e.name+" *").Allowed) {
+			return r.reply(ev, e.full())
 		}
 	}
 	if t, ok := r.resolve(ctx, key, words); ok && may(t.name) {

@@ -104,6 +104,14 @@ type Config struct {
 	// "watch SERVICE health" is checked (by one router at a time; at
 	// least 1s).
 	WatchHealthEvery time.Duration
+	// TellPlatforms are the platforms, comma-separated, that tell may
+	// post to (elsewhere.go): those whose conversations any gateway of
+	// the platform can post to, through the outbound path. "": slack,
+	// xmpp, irc.
+	TellPlatforms string
+	// MailDomains are the domains, comma-separated, that mail may go to
+	// (a domain and its subdomains; "": any).
+	MailDomains string
 }
 
 // DefaultConfig returns the defaults.
@@ -125,6 +133,7 @@ func DefaultConfig() Config {
 		SchedulesPerUser:  20,
 		SchedulePlatforms: "slack,xmpp,irc,web,shell",
 		WatchHealthEvery:  10 * time.Second,
+		TellPlatforms:     "slack,xmpp,irc",
 	}
 }
 
@@ -151,6 +160,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AuditMaxAge, "audit_max_age", c.AuditMaxAge, "how long the audit stream keeps records")
 	fs.IntVar(&c.SchedulesPerUser, "schedules_per_user", c.SchedulesPerUser, "schedules (in, at, every, cron) one user may have at once")
 	fs.DurationVar(&c.WatchHealthEvery, "watch_health_every", c.WatchHealthEvery, "how often the health of a service watched with 'watch SERVICE health' is checked (at least 1s)")
+	fs.StringVar(&c.TellPlatforms, "tell_platforms", c.TellPlatforms, "platforms tell may post to, comma-separated; their gateways must read the outbound path and post to any conversation (slack, xmpp, irc do; web and shell sessions live in one process)")
+	fs.StringVar(&c.MailDomains, "mail_domains", c.MailDomains, "domains (and their subdomains), comma-separated, that mail may go to (empty: any); a gateway with the mail output (--inputs mail, --smtp_url) sends them")
 	fs.StringVar(&c.SchedulePlatforms, "schedule_platforms", c.SchedulePlatforms, "platforms whose users may set schedules, comma-separated (empty: all); their gateways must read the outbound path (slack, xmpp, irc, web, shell do; botctl's cli does not)")
 }
 
@@ -197,6 +208,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AuditMaxAge <= 0 {
 		c.AuditMaxAge = d.AuditMaxAge
+	}
+	if c.TellPlatforms == "" {
+		c.TellPlatforms = d.TellPlatforms
 	}
 	if c.SchedulesPerUser <= 0 {
 		c.SchedulesPerUser = d.SchedulesPerUser
@@ -765,6 +779,17 @@ func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Eve
 		r.log.Error("encode reply", "err", err)
 		return err
 	}
+	if err := r.storeData(ctx, to, data); err != nil {
+		r.log.Error("reply not stored; sending it on core NATS", "subject", to, "event", reply.GetInReplyTo(), "err", err)
+		_ = r.m.NATS().Publish(to, data)
+	}
+	return nil
+}
+
+// storeData publishes data into the reply stream of the platform of to (a
+// reply subject, or an outbound one), under the message id to, trying
+// again until the stream has it or storeTimeout passes.
+func (r *Router) storeData(ctx context.Context, to string, data []byte) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if platform := chatopsv1.ReplyPlatform(strings.TrimSuffix(to, durable.OutboundSuffix)); !r.outKnown(platform) {
@@ -772,11 +797,8 @@ func (r *Router) storeReply(ctx context.Context, to string, reply *chatopsv1.Eve
 			r.log.Warn("reply stream not set up; storing the reply anyway", "subject", to, "err", err)
 		}
 	}
-	if _, err := durable.Publish(sctx, r.js, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: data}); err != nil {
-		r.log.Error("reply not stored; sending it on core NATS", "subject", to, "event", reply.GetInReplyTo(), "err", err)
-		_ = r.m.NATS().Publish(to, data)
-	}
-	return nil
+	_, err := durable.Publish(sctx, r.js, &nats.Msg{Subject: to, Header: durable.ReplyHeader(to), Data: data})
+	return err
 }
 
 // DeadlineKey is the meta key of a progress note that carries the time by

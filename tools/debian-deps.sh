@@ -18,6 +18,7 @@ pkgs=(
   prosody lua-unbound               # XMPP server
   ngircd inspircd                   # IRC servers
   etcd-server                       # etcd, for go-micro's etcd registry (e2e/etcd_test.go)
+  opensmtpd                         # SMTP server for the mail output (gateway/adapter/adaptertest/smtpdtest)
   ca-certificates                   # the images' CA file
 )
 

@@ -103,6 +103,13 @@ type Shared interface {
 // ErrClosed is returned by an input's Send (or Recv) once it has stopped.
 var ErrClosed = errors.New("adapter: input closed")
 
+// ErrNotPosted, wrapped in an error of Send, says that the message was
+// certainly not posted and may be later (a mail server that is down): a
+// message of the outbound path is then offered again, after a pause,
+// instead of being acknowledged. Any other error of Send acknowledges
+// it (a post that can never succeed is not tried forever).
+var ErrNotPosted = errors.New("adapter: not posted yet")
+
 // Env is what an input may use from the process it runs in.
 type Env struct {
 	Stdin  io.Reader

@@ -14,6 +14,7 @@ import (
 
 	"github.com/botmesh/botmesh/gateway"
 	"github.com/botmesh/botmesh/gateway/adapter"
+	"github.com/botmesh/botmesh/gateway/adapter/mail"
 	"github.com/botmesh/botmesh/gateway/adapter/shell"
 	"github.com/botmesh/botmesh/gateway/adapter/web"
 	"github.com/botmesh/botmesh/router"
@@ -133,6 +134,7 @@ Flags:
 			*inputs = shell.Name + "," + web.Name
 		}
 	}
+	*inputs = withMail(fs, *inputs)
 	selected, err := available.Select(*inputs, adapter.Env{Stdin: stdin, Stdout: stdout, Log: log})
 	if err != nil {
 		return err
@@ -233,4 +235,20 @@ func terminalUser() string {
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// withMail adds the mail output to inputs when an SMTP server is set
+// (--smtp_url, BOTMESH_SMTP_URL) and inputs lacks it: mail ADDRESS COMMAND
+// then sends mail.
+func withMail(fs *flag.FlagSet, inputs string) string {
+	f := fs.Lookup("smtp_url")
+	if f == nil || f.Value.String() == "" {
+		return inputs
+	}
+	for _, n := range strings.Split(inputs, ",") {
+		if strings.TrimSpace(n) == mail.Name {
+			return inputs
+		}
+	}
+	return inputs + "," + mail.Name
 }
