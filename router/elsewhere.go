@@ -15,6 +15,7 @@ import (
 	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -280,6 +281,11 @@ func (r *Router) elsewhere(ctx context.Context, ev *chatopsv1.Event, msg parse.M
 		return r.errorReply(ev, verb+" is not available: it needs the routers' reply streams (JetStream, --delivery jetstream)")
 	}
 
+	if why := r.unserved(ctx, t); why != "" {
+		out.status = audit.StatusRejected
+		return r.errorReply(ev, "nothing sent: "+why)
+	}
+
 	// The command, run as its author where they asked.
 	sub := proto.Clone(ev).(*chatopsv1.Event)
 	sub.Data = []byte(afterWords(msg.Text, 2))
@@ -323,6 +329,27 @@ func (r *Router) elsewhere(ctx context.Context, ev *chatopsv1.Event, msg parse.M
 		return r.reply(ev, "mailing the result of `"+truncate(shown, 80)+"` to "+t.shown)
 	}
 	return r.reply(ev, "told "+t.shown)
+}
+
+// unserved says why nothing would post to t, or "" when a gateway of its
+// platform (for mail, a mail output) has read its reply stream: such a
+// gateway leaves a consumer there, and the platform-wide outbound one
+// stays while the platform has no gateway. A result stored for a platform
+// no gateway has ever served would wait unseen until the stream drops it.
+// When the stream cannot be read, the result is stored anyway: a NATS
+// hiccup is not a reason to refuse.
+func (r *Router) unserved(ctx context.Context, t elsewhereTarget) string {
+	s, err := r.js.Stream(ctx, durable.ReplyStream(t.platform))
+	if err == nil && s.CachedInfo().State.Consumers > 0 {
+		return ""
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return ""
+	}
+	if t.platform == MailPlatform {
+		return "no mail output has run on this mesh, so the mail would never be sent: start one (BOTMESH_SMTP_URL; see the README's \"Mail and other conversations\")"
+	}
+	return "no " + t.platform + " gateway has run on this mesh, so nothing would post to " + t.shown
 }
 
 // storeOutbound stores ev on platform's outbound path, under the gateway

@@ -77,6 +77,27 @@ func (e *env) outbound(platform string, want int, d time.Duration) []*chatopsv1.
 	return got
 }
 
+// gatewaysRan makes the platforms' shared outbound consumers, as their
+// gateways' first requests to the routers do: a platform no gateway has
+// served is refused by tell and mail.
+func (e *env) gatewaysRan(platforms ...string) {
+	e.t.Helper()
+	js, err := jetstream.New(e.nc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, p := range platforms {
+		if _, err := durable.EnsureReplyStream(ctx, js, p, 1); err != nil {
+			e.t.Fatalf("reply stream of %s: %v", p, err)
+		}
+		if _, err := durable.EnsureOutboundConsumer(ctx, js, p, "gw", durable.KeepOutboundShared); err != nil {
+			e.t.Fatalf("outbound consumer of %s: %v", p, err)
+		}
+	}
+}
+
 var alice = from{platform: "irc", user: "account:alice", name: "alice", conv: "#dev"}
 
 // tell from IRC runs the command as its author and stores its result once
@@ -86,6 +107,7 @@ func TestTellPostsElsewhereOnce(t *testing.T) {
 	e := newEnv(t, router.Config{})
 	e.serve("echo", echo.Handler{})
 	waitHelp(e, "irc", "account:alice", "echo")
+	e.gatewaysRan("slack", "xmpp")
 
 	// Twice, as a router handed the message again would run it.
 	rep := e.askFrom(alice, "tell slack:#Ops echo hi there", 2)
@@ -134,6 +156,7 @@ rules:
 	e := newEnv(t, router.Config{Policy: p})
 	e.serve("echo", echo.Handler{})
 	waitHelp(e, "irc", "account:alice", "echo")
+	e.gatewaysRan("slack", "xmpp")
 	for _, tc := range []struct{ name, text, want string }{
 		{"web", "tell web:abc echo hi", "tell cannot post to web: its conversations live in one gateway process"},
 		{"shell", "tell shell:x echo hi", "tell cannot post to shell"},
@@ -179,6 +202,7 @@ func TestMailStoresForTheMailOutput(t *testing.T) {
 	e := newEnv(t, router.Config{MailDomains: "example.com, Example.org"})
 	e.serve("echo", echo.Handler{})
 	waitHelp(e, "irc", "account:alice", "echo")
+	e.gatewaysRan(router.MailPlatform)
 
 	rep := e.askFrom(alice, "mail Ops@Sub.Example.COM echo Grüße, 東京 ✓", 1)
 	if want := "mailing the result of `echo Grüße, 東京 ✓` to Ops@sub.example.com"; !isReply(rep) || string(rep.GetData()) != want {
@@ -208,6 +232,34 @@ func TestMailStoresForTheMailOutput(t *testing.T) {
 	}
 	if got := e.outbound(router.MailPlatform, 2, time.Second); len(got) != 1 {
 		t.Errorf("refused mails were stored: %d messages", len(got))
+	}
+}
+
+// A result for a platform no gateway has served would wait unseen until
+// the stream drops it: tell and mail refuse it, and post once a gateway of
+// the platform (a mail output) has run.
+func TestElsewhereNeedsAGateway(t *testing.T) {
+	e := newEnv(t, router.Config{})
+	e.serve("echo", echo.Handler{})
+	waitHelp(e, "irc", "account:alice", "echo")
+	for _, tc := range []struct{ text, want string }{
+		{"tell slack:#ops echo hi", "nothing sent: no slack gateway has run on this mesh, so nothing would post to slack:#ops"},
+		{"mail ops@example.com echo hi", "nothing sent: no mail output has run on this mesh, so the mail would never be sent: start one (BOTMESH_SMTP_URL"},
+	} {
+		rep := e.askFrom(alice, tc.text, 1)
+		if rep.GetType() != chatopsv1.EventType_EVENT_TYPE_ERROR || !strings.Contains(string(rep.GetData()), tc.want) {
+			t.Errorf("%q: %s %q, want an error with %q", tc.text, rep.GetType(), rep.GetData(), tc.want)
+		}
+	}
+	if got := e.outbound("slack", 1, time.Second); len(got) != 0 {
+		t.Errorf("a refused tell was stored: %v", got)
+	}
+	e.gatewaysRan("slack", router.MailPlatform)
+	if rep := e.askFrom(alice, "tell slack:#ops echo hi", 1); string(rep.GetData()) != "told slack:#ops" {
+		t.Errorf("tell once slack has a gateway: %s %q", rep.GetType(), rep.GetData())
+	}
+	if rep := e.askFrom(alice, "mail ops@example.com echo hi", 1); !isReply(rep) {
+		t.Errorf("mail once a mail output ran: %s %q", rep.GetType(), rep.GetData())
 	}
 }
 
