@@ -45,6 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Bin, "bin", "bin", "directory with the botmesh binary (make build)")
 	fs.StringVar(&cfg.Python, "python", cfg.Python, "the Python that runs Errbot (Debian's, which sees the errbot and python3-slixmpp packages)")
 	fs.BoolVar(&cfg.NoErrbot, "no_errbot", false, "measure botmesh alone")
+	fs.BoolVar(&cfg.ErrbotAsync, "errbot_async", false, "run Errbot with BOT_ASYNC = True (its default; over XMPP a reply then waits for the next incoming stanza)")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "XMPP users, each in a 1:1 chat with the bot")
 	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "rounds: both bots in each, the order reversed every other round; the report gives medians")
 	fs.IntVar(&cfg.Warmup, "warmup", cfg.Warmup, "unmeasured commands per user before the phases")

@@ -186,9 +186,9 @@ func (c slowCommand) Exec(ctx context.Context, req *chatopsv1.ExecRequest, rsp *
 	return nil
 }
 
-// errbotConfig is Errbot's config.py. BOT_ASYNC is off: with it on, a
-// reply over XMPP waits for the next incoming stanza (errbot#1598,
-// #1516). BOT_PREFIX_OPTIONAL_ON_CHAT lets a direct message be a command
+// errbotConfig is Errbot's config.py. BOT_ASYNC is off unless asked
+// for: with it on, a reply over XMPP waits for the next incoming stanza
+// (errbot#1598, #1516). BOT_PREFIX_OPTIONAL_ON_CHAT lets a direct message be a command
 // without the prefix, as with botmesh, so both get the same text. Only
 // the core plugins that serve a command are loaded (VersionChecker would
 // reach for the internet); echo is Errbot's own (core plugin Utils).
@@ -204,9 +204,16 @@ XMPP_CA_CERT_FILE = %[6]q
 BOT_ADMINS = ("admin@localhost",)
 BOT_PREFIX = "!"
 BOT_PREFIX_OPTIONAL_ON_CHAT = True
-BOT_ASYNC = False
+BOT_ASYNC = %[7]s
 CORE_PLUGINS = ("ACLs", "CommandNotFoundFilter", "Help", "Health", "Plugins", "Utils")
 `
+
+func pyBool(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
 
 // errbotPlugin is the plugin with the slow command.
 const errbotPlugin = `from time import sleep
@@ -269,7 +276,7 @@ func startErrbot(cfg Config, srv xmppServer, dir string) (*bot, error) {
 		}
 	}
 	files := map[string]string{
-		filepath.Join(dir, "config.py"):     fmt.Sprintf(errbotConfig, data, filepath.Dir(plugins), filepath.Join(dir, "errbot-internal.log"), srv.password, port, srv.caFile),
+		filepath.Join(dir, "config.py"):     fmt.Sprintf(errbotConfig, data, filepath.Dir(plugins), filepath.Join(dir, "errbot-internal.log"), srv.password, port, srv.caFile, pyBool(cfg.ErrbotAsync)),
 		filepath.Join(plugins, "peer.py"):   fmt.Sprintf(errbotPlugin, cfg.Slow.Seconds()),
 		filepath.Join(plugins, "peer.plug"): errbotPlug,
 	}

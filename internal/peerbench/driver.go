@@ -198,7 +198,7 @@ func (d *driver) phase(ctx context.Context, b *bot, count int, dur time.Duration
 
 // idle returns the bot's CPU in ms per second over dur with nothing to do.
 func idle(ctx context.Context, b *bot, dur time.Duration) (float64, error) {
-	cpu0, err := bench.ProcessCPU(b.pid())
+	cpu0, err := threadsCPU(b.pid())
 	if err != nil {
 		return 0, err
 	}
@@ -208,9 +208,9 @@ func idle(ctx context.Context, b *bot, dur time.Duration) (float64, error) {
 		return 0, ctx.Err()
 	case <-time.After(dur):
 	}
-	cpu1, err := bench.ProcessCPU(b.pid())
+	cpu1, err := threadsCPU(b.pid())
 	if err != nil {
 		return 0, err
 	}
-	return float64((cpu1 - cpu0).Nanoseconds()) / 1e6 / time.Since(start).Seconds(), nil
+	return max(float64((cpu1-cpu0).Nanoseconds())/1e6/time.Since(start).Seconds(), 0), nil
 }

@@ -45,6 +45,10 @@ type Config struct {
 	Python string
 	// NoErrbot measures botmesh alone.
 	NoErrbot bool
+	// ErrbotAsync runs Errbot with BOT_ASYNC = True, its default, which
+	// over XMPP holds a reply until the next stanza comes in (errbot#1598,
+	// #1516): off by default.
+	ErrbotAsync bool
 	// Users is how many users talk to the bot, each in a 1:1 chat.
 	Users int
 	// Rounds is how many times both bots run, in alternating order.
@@ -129,14 +133,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer h.close()
 
 	rep := &Report{
-		Date:     time.Now().UTC().Format("2006-01-02"),
-		Users:    cfg.Users,
-		Rounds:   cfg.Rounds,
-		Single:   cfg.Single,
-		Duration: cfg.Duration.String(),
-		Slow:     cfg.Slow.String(),
-		Idle:     cfg.Idle.String(),
-		Bots:     []string{Botmesh},
+		Date:        time.Now().UTC().Format("2006-01-02"),
+		Users:       cfg.Users,
+		Rounds:      cfg.Rounds,
+		Single:      cfg.Single,
+		Duration:    cfg.Duration.String(),
+		Slow:        cfg.Slow.String(),
+		Idle:        cfg.Idle.String(),
+		ErrbotAsync: cfg.ErrbotAsync,
+		Bots:        []string{Botmesh},
 	}
 	if cfg.NoErrbot {
 		rep.ErrbotMissing = "Errbot was not run (--no_errbot)"

@@ -38,6 +38,8 @@ type Report struct {
 	Duration string `json:"duration"`
 	Slow     string `json:"slow"`
 	Idle     string `json:"idle"`
+	// ErrbotAsync is Errbot's BOT_ASYNC.
+	ErrbotAsync bool `json:"errbot_async"`
 	// Bots are the bots measured; ErrbotMissing says why Errbot is not
 	// among them.
 	Bots          []string `json:"bots"`
@@ -152,6 +154,13 @@ func (r *Report) WriteText(w io.Writer) error {
 			better = "higher"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", row.label, row.unit, show(&mesh), show(&errbot), ratio, better)
+	}
+	if peer {
+		async := "False (see errbot#1598: with True a reply over XMPP waits for the next incoming stanza)"
+		if r.ErrbotAsync {
+			async = "True"
+		}
+		fmt.Fprintf(&b, "\nErrbot ran with BOT_ASYNC = %s.\n", async)
 	}
 	if r.ErrbotMissing != "" {
 		fmt.Fprintf(&b, "\n%s: botmesh alone was measured.\n", r.ErrbotMissing)
