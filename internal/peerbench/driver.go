@@ -123,6 +123,9 @@ func (d *driver) phase(ctx context.Context, b *bot, count int, dur time.Duration
 		wg        sync.WaitGroup
 		replyWait = d.cfg.ReplyTimeout
 	)
+	if err := b.exited(); err != nil {
+		return Phase{}, err
+	}
 	cpu0, err := bench.ProcessCPU(b.pid())
 	if err != nil {
 		return Phase{}, fmt.Errorf("peerbench: CPU of %s: %w", b.name, err)
