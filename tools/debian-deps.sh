@@ -18,6 +18,7 @@ pkgs=(
   prosody lua-unbound               # XMPP server
   ngircd inspircd                   # IRC servers
   etcd-server                       # etcd, for go-micro's etcd registry (e2e/etcd_test.go)
+  errbot python3-slixmpp            # the peer of make peerbench: Errbot 6.1.7 on XMPP (run by Debian's /usr/bin/python3)
   ca-certificates                   # the images' CA file
 )
 
