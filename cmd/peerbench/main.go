@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	verbose := fs.Bool("v", false, "log progress to stderr")
 	timeout := fs.Duration("timeout", 30*time.Minute, "longest time of the whole bench")
+	show := fs.String("show", "", "print the report saved (with --json) in this file as text, and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: peerbench [flags]\n\nMeasures botmesh and Errbot side by side through one Prosody.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -67,6 +68,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("peerbench: unexpected arguments %q", fs.Args())
+	}
+	if *show != "" {
+		rep, err := peerbench.ReadReport(*show)
+		if err != nil {
+			return err
+		}
+		return rep.WriteText(stdout)
 	}
 	if *verbose {
 		cfg.Log = slog.New(slog.NewTextHandler(stderr, nil))
