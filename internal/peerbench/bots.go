@@ -96,6 +96,7 @@ type xmppServer struct {
 	addr     string // 127.0.0.1:PORT
 	caFile   string
 	password string // every account's
+	pid      int    // Prosody's process
 }
 
 // startBotmesh runs the all-in-one (bin/botmesh) with its XMPP input as

@@ -21,9 +21,10 @@ type user struct {
 
 // driver plays the users against one bot at a time.
 type driver struct {
-	h     *harness
-	users []*user
-	cfg   Config
+	h      *harness
+	users  []*user
+	cfg    Config
+	server int // Prosody's process
 }
 
 // errReply is a reply that is not the one the user waited for.
@@ -105,8 +106,9 @@ type Phase struct {
 	// Latency is of the echo commands, from send to reply.
 	Latency bench.Latency `json:"latency"`
 	// CPUPerCommand is the bot process's CPU (user+system) over the phase
-	// divided by Commands, in µs.
-	CPUPerCommand float64 `json:"cpu_us_per_command"`
+	// divided by Commands, in µs; ServerCPUPerCommand Prosody's.
+	CPUPerCommand       float64 `json:"cpu_us_per_command"`
+	ServerCPUPerCommand float64 `json:"server_cpu_us_per_command"`
 }
 
 // phase runs the echo commands of one phase against b: count of them
@@ -129,6 +131,10 @@ func (d *driver) phase(ctx context.Context, b *bot, count int, dur time.Duration
 	cpu0, err := bench.ProcessCPU(b.pid())
 	if err != nil {
 		return Phase{}, fmt.Errorf("peerbench: CPU of %s: %w", b.name, err)
+	}
+	server0, err := bench.ProcessCPU(d.server)
+	if err != nil {
+		return Phase{}, fmt.Errorf("peerbench: CPU of Prosody: %w", err)
 	}
 	start := time.Now()
 	record := func(verb string, l time.Duration, err error) bool {
@@ -191,10 +197,16 @@ func (d *driver) phase(ctx context.Context, b *bot, count int, dur time.Duration
 	if err != nil {
 		return Phase{}, fmt.Errorf("peerbench: CPU of %s: %w", b.name, err)
 	}
+	server1, err := bench.ProcessCPU(d.server)
+	if err != nil {
+		return Phase{}, fmt.Errorf("peerbench: CPU of Prosody: %w", err)
+	}
 	p := Phase{Commands: len(lat), Slow: slow, Latency: bench.Percentiles(lat)}
 	if p.Commands > 0 {
+		perCommand := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 / float64(p.Commands) }
 		p.PerSecond = float64(p.Commands) / last.Sub(start).Seconds()
-		p.CPUPerCommand = float64((cpu1 - cpu0).Nanoseconds()) / 1e3 / float64(p.Commands)
+		p.CPUPerCommand = perCommand(cpu1 - cpu0)
+		p.ServerCPUPerCommand = perCommand(server1 - server0)
 	}
 	return p, nil
 }

@@ -153,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{h: h, users: users, cfg: cfg}
+	d := &driver{h: h, users: users, cfg: cfg, server: srv.pid}
 	for r := range cfg.Rounds {
 		order := slices.Clone(rep.Bots)
 		if r%2 == 1 {
@@ -193,7 +193,7 @@ func startServer(h *harness, n int) (xmppServer, []*user, error) {
 	if err := catch(func() { ps = prosodytest.Start(h, accounts) }); err != nil {
 		return srv, nil, fmt.Errorf("peerbench: start Prosody: %w", err)
 	}
-	srv.addr, srv.caFile = ps.Addr, ps.CAFile
+	srv.addr, srv.caFile, srv.pid = ps.Addr, ps.CAFile, ps.Pid()
 	for _, u := range users {
 		if err := catch(func() { u.c = ps.Login(h, u.name, srv.password) }); err != nil {
 			return srv, nil, fmt.Errorf("peerbench: log %s in to Prosody: %w", u.name, err)

@@ -73,7 +73,7 @@ func TestRunSideBySide(t *testing.T) {
 		if f.Parallel.Commands < cfg.Users || f.SlowMix.Commands < 1 || f.SlowMix.Slow < 1 {
 			t.Errorf("%s round %d: %d commands in flight, %d beside %d slow ones", r.Bot, r.Round, f.Parallel.Commands, f.SlowMix.Commands, f.SlowMix.Slow)
 		}
-		if f.Single.Latency.P50 <= 0 || f.Parallel.PerSecond <= 0 || f.PeakRSS <= 0 {
+		if f.Single.Latency.P50 <= 0 || f.Parallel.PerSecond <= 0 || f.Parallel.ServerCPUPerCommand <= 0 || f.PeakRSS <= 0 {
 			t.Errorf("%s round %d: figures missing: %+v", r.Bot, r.Round, f)
 		}
 		if f.SlowMix.Slow > 0 && r.Bot == Errbot && f.SlowMix.Latency.Max < us(cfg.Slow) {
