@@ -82,7 +82,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	rep, err := peerbench.Run(ctx, cfg)
-	if err != nil {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("peerbench: not done within --timeout %s", *timeout)
+	case errors.Is(err, context.Canceled):
+		return errors.New("peerbench: stopped")
+	case err != nil:
 		return err
 	}
 	if *asJSON {

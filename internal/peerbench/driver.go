@@ -101,7 +101,7 @@ type Phase struct {
 	Commands int `json:"commands"`
 	Slow     int `json:"slow,omitempty"`
 	// PerSecond is Commands over the time from the first send to the last
-	// reply.
+	// reply to one of them.
 	PerSecond float64 `json:"per_second"`
 	// Latency is of the echo commands, from send to reply.
 	Latency bench.Latency `json:"latency"`
@@ -146,13 +146,15 @@ func (d *driver) phase(ctx context.Context, b *bot, count int, dur time.Duration
 			}
 			return false
 		}
+		if verb == "slow" {
+			// Not counted in the rate: the last slow command may end
+			// well after the others' last reply.
+			slow++
+			return firstErr == nil
+		}
+		lat = append(lat, l)
 		if t := time.Now(); t.After(last) {
 			last = t
-		}
-		if verb == "slow" {
-			slow++
-		} else {
-			lat = append(lat, l)
 		}
 		return firstErr == nil
 	}
