@@ -76,9 +76,12 @@ func TestRunSideBySide(t *testing.T) {
 		if f.Single.Latency.P50 <= 0 || f.Parallel.PerSecond <= 0 || f.Parallel.ServerCPUPerCommand <= 0 || f.PeakRSS <= 0 {
 			t.Errorf("%s round %d: figures missing: %+v", r.Bot, r.Round, f)
 		}
-		if f.SlowMix.Slow > 0 && r.Bot == Errbot && f.SlowMix.Latency.Max < us(cfg.Slow) {
+		if f.SlowMix.Slow > 0 && r.Bot == Errbot && f.SlowMix.Latency.Max < us(cfg.Slow)/2 {
 			// BOT_ASYNC = False runs one command at a time: an echo
-			// sent during a slow command waits for its end.
+			// sent during a slow command waits for its end (the first
+			// one sent after it started, nearly all of it; an echo alone
+			// takes milliseconds, and half leaves room for a loaded
+			// machine).
 			t.Errorf("Errbot round %d: no echo waited behind a slow command (longest %.0f µs)", r.Round, f.SlowMix.Latency.Max)
 		}
 	}
