@@ -102,11 +102,16 @@ bench: ## Go benchmarks of the hot paths, each beside its baseline (BENCHMARKS.m
 botbench: build ## the mesh as deployed, beside raw NATS, raw go-micro and their composite floor (BENCH_FLAGS=--json for JSON)
 	$(GO) run ./cmd/botbench --bin $(BIN) $(BENCH_FLAGS)
 
+.PHONY: peerbench
+peerbench: build ## botmesh beside Errbot through one Prosody it starts, both bots in each round (PEER_FLAGS="--rounds 5 --json")
+	$(GO) run ./cmd/peerbench --bin $(BIN) $(PEER_FLAGS)
+
 .PHONY: bench-check
-bench-check: build ## every Go benchmark once and a short botbench: they keep working (figures are not judged)
+bench-check: build ## every Go benchmark once, a short botbench and a short peerbench: they keep working (figures are not judged)
 	$(GO) test -run '^$$' -bench . -benchtime 1x $(BENCH_PKGS) >/dev/null
 	$(GO) run ./cmd/botbench --bin $(BIN) --count 2000 --single_count 200 --warmup 200 --burst 1000 --idle 2s --json > $(BIN)/botbench.json
 	$(GO) run ./cmd/botbench --check $(BIN)/botbench.json
+	$(GO) run ./cmd/peerbench --bin $(BIN) --rounds 1 --single 50 --duration 3s --idle 1s --timeout 5m --json > $(BIN)/peerbench.json
 
 .PHONY: ci
 ci: lint proto-check test test-mdns fuzz bench-check test-compose test-readme ## what .ci/run runs

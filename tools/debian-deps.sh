@@ -19,6 +19,7 @@ pkgs=(
   ngircd inspircd                   # IRC servers
   etcd-server                       # etcd, for go-micro's etcd registry (e2e/etcd_test.go)
   opensmtpd                         # SMTP server for the mail output (gateway/adapter/adaptertest/smtpdtest)
+  errbot python3-slixmpp            # the peer of make peerbench: Errbot 6.1.7 on XMPP (run by Debian's /usr/bin/python3)
   ca-certificates                   # the images' CA file
 )
 

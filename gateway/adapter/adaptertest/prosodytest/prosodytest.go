@@ -105,6 +105,10 @@ func (s *Server) Restart(t testing.TB) { s.proc.Restart(t) }
 // Stop stops the server.
 func (s *Server) Stop(t testing.TB) { s.proc.Stop(t) }
 
+// Pid returns the server's process id (for its CPU and memory), 0 while
+// it is stopped.
+func (s *Server) Pid() int { return s.proc.Pid() }
+
 // Output returns what the server logged.
 func (s *Server) Output() string { return s.proc.Output() }
 

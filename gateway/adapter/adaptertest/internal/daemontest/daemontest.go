@@ -201,6 +201,16 @@ func (p *Proc) signal(t testing.TB, sig syscall.Signal) {
 // Output returns what the server printed so far.
 func (p *Proc) Output() string { return p.out.String() }
 
+// Pid returns the server's process id, 0 while it is stopped.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -3,6 +3,7 @@ package daemontest
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 )
@@ -51,5 +52,19 @@ func TestSelfSignedCert(t *testing.T) {
 	}
 	if err := pair.Leaf.VerifyHostname("127.0.0.1"); err != nil {
 		t.Error(err)
+	}
+}
+
+// Pid is the running server's process, and 0 once it is stopped.
+func TestPid(t *testing.T) {
+	p := Start(t, Spec{Name: "sleep", Path: "/bin/sleep", Args: []string{"30"}})
+	pid := p.Pid()
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.HasPrefix(string(cmdline), "/bin/sleep\x0030") {
+		t.Fatalf("Pid %d: cmdline %q, %v", pid, cmdline, err)
+	}
+	p.Stop(t)
+	if got := p.Pid(); got != 0 {
+		t.Errorf("Pid after Stop: %d", got)
 	}
 }
