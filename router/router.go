@@ -610,6 +610,9 @@ func (r *Router) run(ctx context.Context, m *inbound.Message, to string, ev *cha
 	stop := r.whileWorking(hctx, m, to, ev)
 	defer stop()
 	reply := handle(hctx)
+	if m.Durable() {
+		r.auditStored(ctx, ev)
+	}
 	final := finalSubject(m, to)
 	if m.Durable() && r.js != nil {
 		// The acknowledgement waits until the reply is stored: then no
@@ -618,6 +621,20 @@ func (r *Router) run(ctx context.Context, m *inbound.Message, to string, ev *cha
 		return
 	}
 	m.Done(r.publish(final, reply))
+}
+
+// auditStored waits until the audit records made so far, the message's
+// among them, are in the audit stream (audit.Recorder), before its reply is
+// stored and it is acknowledged: a message whose reply is stored is not
+// run again, so its record must be stored first. It gives up (and says so)
+// after storeTimeout; the record is in the log.
+func (r *Router) auditStored(ctx context.Context, ev *chatopsv1.Event) {
+	rec := r.recorder()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := rec.Stored(sctx, rec.Mark()); err != nil {
+		r.log.Warn("acknowledging a message whose audit record is not confirmed", "event", ev.GetId(), "err", err)
+	}
 }
 
 // refuseForged leaves the audit record of an event whose body disagrees
