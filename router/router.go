@@ -578,6 +578,7 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 			// NATS node that failed meanwhile): running it again would
 			// run it twice. The gateway reads the reply from the stream.
 			r.log.Info("redelivered message answered already; not run again", "event", ev.GetId(), "subject", m.Subject)
+			r.recordAnswered(ctx, ev)
 			m.Done(nil)
 			return
 		}
@@ -610,31 +611,49 @@ func (r *Router) run(ctx context.Context, m *inbound.Message, to string, ev *cha
 	stop := r.whileWorking(hctx, m, to, ev)
 	defer stop()
 	reply := handle(hctx)
-	if m.Durable() {
-		r.auditStored(ctx, ev)
-	}
+	mark := r.recorder().Mark() // the message's audit record is before it
 	final := finalSubject(m, to)
 	if m.Durable() && r.js != nil {
 		// The acknowledgement waits until the reply is stored: then no
-		// NATS failure loses it, and a redelivery finds it.
-		m.Done(r.storeReply(ctx, final, reply))
+		// NATS failure loses it, and a redelivery finds it. It waits for
+		// the audit record too, published before the reply and stored
+		// meanwhile, or published again (auditStored).
+		err := r.storeReply(ctx, final, reply)
+		r.auditStored(ctx, ev, mark)
+		m.Done(err)
 		return
 	}
-	m.Done(r.publish(final, reply))
+	err := r.publish(final, reply)
+	if m.Durable() {
+		r.auditStored(ctx, ev, mark)
+	}
+	m.Done(err)
 }
 
-// auditStored waits until the audit records made so far, the message's
-// among them, are in the audit stream (audit.Recorder), before its reply is
-// stored and it is acknowledged: a message whose reply is stored is not
-// run again, so its record must be stored first. It gives up (and says so)
-// after storeTimeout; the record is in the log.
-func (r *Router) auditStored(ctx context.Context, ev *chatopsv1.Event) {
-	rec := r.recorder()
+// auditStored waits until the audit records made before mark
+// (audit.Recorder.Mark), the message's among them, are in the audit stream,
+// before the message is acknowledged: no acknowledged command lacks its
+// record. A router that dies after storing the reply and before this
+// leaves the message to a redelivery, which finds the reply and records
+// the message again (recordAnswered). It gives up (and says so) after
+// storeTimeout; the record is in the log.
+func (r *Router) auditStored(ctx context.Context, ev *chatopsv1.Event, mark uint64) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
-	if err := rec.Stored(sctx, rec.Mark()); err != nil {
+	if err := r.recorder().Stored(sctx, mark); err != nil {
 		r.log.Warn("acknowledging a message whose audit record is not confirmed", "event", ev.GetId(), "err", err)
 	}
+}
+
+// recordAnswered records a message handed out again whose reply is stored
+// already, and waits until the record is stored: the router that answered
+// it may have died before its own record was (auditStored), so the
+// message's record may come twice, never not at all. Its text is not
+// recorded again: it may answer a question whose answer is secret, which
+// only the first run knew.
+func (r *Router) recordAnswered(ctx context.Context, ev *chatopsv1.Event) {
+	r.recordAudit(ev, outcome{status: audit.StatusAnswered, text: audit.Redacted}, r.now())
+	r.auditStored(ctx, ev, r.recorder().Mark())
 }
 
 // refuseForged leaves the audit record of an event whose body disagrees
@@ -667,6 +686,7 @@ func (r *Router) claimed(ctx context.Context, m *inbound.Message, to string, ev 
 	}
 	if r.answered(ctx, to) {
 		r.log.Info("message answered already; not run again", "event", ev.GetId(), "subject", m.Subject)
+		r.recordAnswered(ctx, ev)
 		m.Done(nil)
 		return true
 	}

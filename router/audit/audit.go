@@ -45,6 +45,10 @@ const (
 	StatusCancelled = "cancelled" // the user said no
 	StatusLimited   = "limited"   // over a rate limit
 	StatusRejected  = "rejected"  // empty or too long
+	// StatusAnswered marks a message handed out again after its reply
+	// was stored: it was not run again. Its first record, if the router
+	// that answered it stored one, says how it went.
+	StatusAnswered = "answered"
 )
 
 // Record is one audit record. The JSON form carries a type string, as nats
