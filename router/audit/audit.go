@@ -217,11 +217,14 @@ func New(ctx context.Context, log *slog.Logger, js jetstream.JetStream, cfg Stre
 // reply.
 func (r *Recorder) Record(rec Record) {
 	rec.Type = RecordType
-	r.log.Info("audit",
-		"request_id", rec.RequestID, "platform", rec.Platform, "team", rec.Team, "user", rec.User,
-		"channel", rec.Channel, "text", rec.Text, "command", rec.Command, "service", rec.Service,
-		"node", rec.Node, "status", rec.Status, "rule", rec.Rule, "error", rec.Error,
-		"duration_ms", rec.Duration)
+	// LogAttrs boxes no value into an any: 1 allocation a line instead of
+	// 12 (BenchmarkRecordLog); the line itself was half of Record's CPU
+	// in the router's profile.
+	r.log.LogAttrs(context.Background(), slog.LevelInfo, "audit",
+		slog.String("request_id", rec.RequestID), slog.String("platform", rec.Platform), slog.String("team", rec.Team), slog.String("user", rec.User),
+		slog.String("channel", rec.Channel), slog.String("text", rec.Text), slog.String("command", rec.Command), slog.String("service", rec.Service),
+		slog.String("node", rec.Node), slog.String("status", rec.Status), slog.String("rule", rec.Rule), slog.String("error", rec.Error),
+		slog.Float64("duration_ms", rec.Duration))
 	if r.js == nil {
 		return
 	}

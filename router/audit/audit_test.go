@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -196,4 +197,31 @@ func TestStoredAuditStreamGone(t *testing.T) {
 	if len(got) != 1 || got[0].RequestID != "back" {
 		t.Errorf("stream after it came back: %+v, want the record made then", got)
 	}
+}
+
+// BenchmarkRecordLog measures a record's log line (no stream) against the
+// same line written with Logger.Info and key-value pairs, the baseline.
+func BenchmarkRecordLog(b *testing.B) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r := audit.Record{RequestID: "Ev0123456789", Platform: "slack", Team: "T1", User: "U1", Channel: "C1", Text: "echo hello", Command: "echo", Service: "go.micro.bot.echo", Node: "echo-1", Status: audit.StatusOK, Duration: 0.42}
+	b.Run("record", func(b *testing.B) {
+		rec, err := audit.New(context.Background(), log, nil, audit.StreamConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			rec.Record(r)
+		}
+	})
+	b.Run("info-kv", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			log.Info("audit",
+				"request_id", r.RequestID, "platform", r.Platform, "team", r.Team, "user", r.User,
+				"channel", r.Channel, "text", r.Text, "command", r.Command, "service", r.Service,
+				"node", r.Node, "status", r.Status, "rule", r.Rule, "error", r.Error,
+				"duration_ms", r.Duration)
+		}
+	})
 }
