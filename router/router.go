@@ -33,6 +33,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/memory"
 	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/workpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	natsmicro "github.com/nats-io/nats.go/micro"
@@ -248,8 +249,7 @@ type Router struct {
 	silent   map[string]time.Time // router id → first unanswered ping
 
 	sem      chan struct{}
-	jobs     chan func()   // to idle workers
-	done     chan struct{} // closed when Run returns: workers exit
+	workers  *workpool.Pool // closed when Run returns: idle workers exit
 	inflight sync.WaitGroup
 	ready    chan struct{}
 }
@@ -286,8 +286,7 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 		limiter: ratelimit.New(cfg.RateLimits),
 		metrics: newMetrics(),
 		sem:     make(chan struct{}, cfg.MaxInFlight),
-		jobs:    make(chan func()),
-		done:    make(chan struct{}),
+		workers: workpool.New(workerIdle),
 		ready:   make(chan struct{}),
 		silent:  map[string]time.Time{},
 	}
@@ -342,7 +341,7 @@ func (r *Router) Ready() <-chan struct{} { return r.ready }
 // Run takes and answers messages until ctx is done, then stops taking new
 // ones and waits up to the shutdown grace for those in flight.
 func (r *Router) Run(ctx context.Context) error {
-	defer close(r.done)
+	defer r.workers.Close()
 	dirCtx, stopDir := context.WithCancel(context.WithoutCancel(ctx))
 	dirDone := make(chan error, 1)
 	go func() { dirDone <- r.dir.Run(dirCtx, r.help) }()
@@ -510,35 +509,12 @@ func (r *Router) receive(ctx context.Context, m *inbound.Message, process func(c
 		}()
 		process(ctx, m)
 	}
-	select {
-	case r.jobs <- job:
-	default:
-		go r.work(job)
-	}
+	r.workers.Go(job)
 }
 
 // workerIdle is how long an idle worker waits for a message before it
 // exits.
 const workerIdle = 10 * time.Second
-
-// work runs job, then the jobs it is handed, until none comes for
-// workerIdle.
-func (r *Router) work(job func()) {
-	job()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		select {
-		case job := <-r.jobs:
-			job()
-			idle.Reset(workerIdle)
-		case <-idle.C:
-			return
-		case <-r.done:
-			return
-		}
-	}
-}
 
 func (r *Router) process(ctx context.Context, m *inbound.Message) {
 	ev := &chatopsv1.Event{}
