@@ -156,6 +156,9 @@ type Gateway struct {
 	routers routerPing
 	mu      sync.Mutex
 	pending map[string]*pending // by reply token
+	// firstPending gets a signal (one slot) when pending stops being
+	// empty: watchReplies sleeps without a timer while nothing is pending.
+	firstPending chan struct{}
 	// posting holds the replies being posted, by token: done when
 	// posted.
 	posting map[string]*post
@@ -218,7 +221,7 @@ func New(nc *nats.Conn, inputs []adapter.Input, cfg Config, log *slog.Logger) (*
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, posting: map[string]*post{}, started: make(chan struct{}), answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
+	g := &Gateway{metrics: newMetrics(), cfg: cfg, nc: nc, log: log.With("component", "gateway", "instance", cfg.Instance), pending: map[string]*pending{}, firstPending: make(chan struct{}, 1), posting: map[string]*post{}, started: make(chan struct{}), answered: newRecent(cfg.ReplyTimeout + 10*time.Minute)}
 	names := map[string]bool{}
 	for _, in := range inputs {
 		if !chatopsv1.ValidToken(in.String()) || names[in.String()] {
@@ -535,6 +538,12 @@ func (g *Gateway) publish(r *running, ev *chatopsv1.Event) (s sending, ok bool) 
 	p := &pending{ev: ev, r: r, sent: time.Now()}
 	g.mu.Lock()
 	g.pending[token] = p
+	if len(g.pending) == 1 {
+		select {
+		case g.firstPending <- struct{}{}:
+		default:
+		}
+	}
 	p.timer = time.AfterFunc(g.cfg.ReplyTimeout, func() { g.timeout(token) })
 	if g.js != nil {
 		p.check = time.AfterFunc(queuedAfter, func() { g.checkQueued(token) })

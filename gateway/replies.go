@@ -35,7 +35,8 @@ const recheckAfter = 5 * time.Second
 // watchReplies reads from the reply streams the replies the subscription
 // missed: after NATS reconnects, every pending message's; otherwise those of
 // messages pending for longer than recheckAfter (a reply lost on the way
-// from a NATS node that failed).
+// from a NATS node that failed). While no message is pending it sleeps
+// without a timer, so that an idle gateway is not woken every second.
 func (g *Gateway) watchReplies(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -46,6 +47,21 @@ func (g *Gateway) watchReplies(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		}
+		g.mu.Lock()
+		idle := len(g.pending) == 0
+		g.mu.Unlock()
+		if idle {
+			// A message that comes now signals firstPending: the slot
+			// keeps the signal until this select takes it.
+			tick.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-g.firstPending:
+			}
+			tick.Reset(time.Second)
+			continue
 		}
 		if n := g.nc.Stats().Reconnects; n != reconnects {
 			reconnects, all = n, true

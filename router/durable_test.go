@@ -10,6 +10,7 @@ import (
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
+	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/router/inbound"
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/meshtest"
@@ -183,6 +184,24 @@ func TestDurableAnsweredNotRunTwice(t *testing.T) {
 	}
 	if n := calls.Load(); n != 0 {
 		t.Errorf("the command ran %d times after its reply was stored, want 0", n)
+	}
+	// The first router died before its audit record was stored: the
+	// acknowledged message has one all the same, from the redelivery,
+	// without its text (it may answer a secret question).
+	as, err := js.Stream(ctx, audit.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := as.GetLastMsgForSubject(ctx, audit.SubjectPrefix+"test")
+	if err != nil {
+		t.Fatalf("no audit record of the acknowledged message: %v", err)
+	}
+	var rec audit.Record
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.RequestID != "E2" || rec.Status != audit.StatusAnswered || rec.Text != audit.Redacted {
+		t.Errorf("audit record %+v, want E2 answered, its text redacted", rec)
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/memory"
 	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/workpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	natsmicro "github.com/nats-io/nats.go/micro"
@@ -269,8 +270,7 @@ type Router struct {
 	silent   map[string]time.Time // router id → first unanswered ping
 
 	sem      chan struct{}
-	jobs     chan func()   // to idle workers
-	done     chan struct{} // closed when Run returns: workers exit
+	workers  *workpool.Pool // closed when Run returns: idle workers exit
 	inflight sync.WaitGroup
 	ready    chan struct{}
 }
@@ -306,8 +306,7 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 		limiter: ratelimit.New(cfg.RateLimits),
 		metrics: newMetrics(),
 		sem:     make(chan struct{}, cfg.MaxInFlight),
-		jobs:    make(chan func()),
-		done:    make(chan struct{}),
+		workers: workpool.New(workerIdle),
 		ready:   make(chan struct{}),
 		silent:  map[string]time.Time{},
 	}
@@ -361,7 +360,7 @@ func (r *Router) Ready() <-chan struct{} { return r.ready }
 // Run takes and answers messages until ctx is done, then stops taking new
 // ones and waits up to the shutdown grace for those in flight.
 func (r *Router) Run(ctx context.Context) error {
-	defer close(r.done)
+	defer r.workers.Close()
 	dirCtx, stopDir := context.WithCancel(context.WithoutCancel(ctx))
 	dirDone := make(chan error, 1)
 	go func() { dirDone <- r.dir.Run(dirCtx, r.help) }()
@@ -520,35 +519,12 @@ func (r *Router) receive(ctx context.Context, m *inbound.Message, process func(c
 		}()
 		process(ctx, m)
 	}
-	select {
-	case r.jobs <- job:
-	default:
-		go r.work(job)
-	}
+	r.workers.Go(job)
 }
 
 // workerIdle is how long an idle worker waits for a message before it
 // exits.
 const workerIdle = 10 * time.Second
-
-// work runs job, then the jobs it is handed, until none comes for
-// workerIdle.
-func (r *Router) work(job func()) {
-	job()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		select {
-		case job := <-r.jobs:
-			job()
-			idle.Reset(workerIdle)
-		case <-idle.C:
-			return
-		case <-r.done:
-			return
-		}
-	}
-}
 
 func (r *Router) process(ctx context.Context, m *inbound.Message) {
 	ev := &chatopsv1.Event{}
@@ -588,6 +564,7 @@ func (r *Router) process(ctx context.Context, m *inbound.Message) {
 			// NATS node that failed meanwhile): running it again would
 			// run it twice. The gateway reads the reply from the stream.
 			r.log.Info("redelivered message answered already; not run again", "event", ev.GetId(), "subject", m.Subject)
+			r.recordAnswered(ctx, ev)
 			m.Done(nil)
 			return
 		}
@@ -620,14 +597,49 @@ func (r *Router) run(ctx context.Context, m *inbound.Message, to string, ev *cha
 	stop := r.whileWorking(hctx, m, to, ev)
 	defer stop()
 	reply := handle(hctx)
+	mark := r.recorder().Mark() // the message's audit record is before it
 	final := finalSubject(m, to)
 	if m.Durable() && r.js != nil {
 		// The acknowledgement waits until the reply is stored: then no
-		// NATS failure loses it, and a redelivery finds it.
-		m.Done(r.storeReply(ctx, final, reply))
+		// NATS failure loses it, and a redelivery finds it. It waits for
+		// the audit record too, published before the reply and stored
+		// meanwhile, or published again (auditStored).
+		err := r.storeReply(ctx, final, reply)
+		r.auditStored(ctx, ev, mark)
+		m.Done(err)
 		return
 	}
-	m.Done(r.publish(final, reply))
+	err := r.publish(final, reply)
+	if m.Durable() {
+		r.auditStored(ctx, ev, mark)
+	}
+	m.Done(err)
+}
+
+// auditStored waits until the audit records made before mark
+// (audit.Recorder.Mark), the message's among them, are in the audit stream,
+// before the message is acknowledged: no acknowledged command lacks its
+// record. A router that dies after storing the reply and before this
+// leaves the message to a redelivery, which finds the reply and records
+// the message again (recordAnswered). It gives up (and says so) after
+// storeTimeout; the record is in the log.
+func (r *Router) auditStored(ctx context.Context, ev *chatopsv1.Event, mark uint64) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := r.recorder().Stored(sctx, mark); err != nil {
+		r.log.Warn("acknowledging a message whose audit record is not confirmed", "event", ev.GetId(), "err", err)
+	}
+}
+
+// recordAnswered records a message handed out again whose reply is stored
+// already, and waits until the record is stored: the router that answered
+// it may have died before its own record was (auditStored), so the
+// message's record may come twice, never not at all. Its text is not
+// recorded again: it may answer a question whose answer is secret, which
+// only the first run knew.
+func (r *Router) recordAnswered(ctx context.Context, ev *chatopsv1.Event) {
+	r.recordAudit(ev, outcome{status: audit.StatusAnswered, text: audit.Redacted}, r.now())
+	r.auditStored(ctx, ev, r.recorder().Mark())
 }
 
 // refuseForged leaves the audit record of an event whose body disagrees
@@ -660,6 +672,7 @@ func (r *Router) claimed(ctx context.Context, m *inbound.Message, to string, ev 
 	}
 	if r.answered(ctx, to) {
 		r.log.Info("message answered already; not run again", "event", ev.GetId(), "subject", m.Subject)
+		r.recordAnswered(ctx, ev)
 		m.Done(nil)
 		return true
 	}

@@ -156,9 +156,7 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		// The parts reach the server in memory rather than through
 		// loopback TCP: fewer syscalls for every message. Other
 		// processes use the URL.
-		if os.Getenv("XINPROC") != "" {
-			meshOpts = append(meshOpts, mesh.WithNATSOptions(nats.InProcessServer(emb.ns)))
-		}
+		meshOpts = append(meshOpts, mesh.WithNATSOptions(nats.InProcessServer(emb.ns)))
 		if cfg.Announce {
 			a, err := lan.Announce(emb.ns.Addr().String(), log)
 			if err != nil {

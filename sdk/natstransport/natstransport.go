@@ -39,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/botmesh/botmesh/sdk/workpool"
 	"github.com/nats-io/nats.go"
 	"go-micro.dev/v4/logger"
 	"go-micro.dev/v4/transport"
@@ -90,7 +91,15 @@ type Transport struct {
 
 	replays   replays                       // a server's: resent requests
 	reconnect atomic.Pointer[chan struct{}] // closed at the next reconnect
+
+	// workers serve requests: go-micro's server, on a new goroutine for
+	// each, grew and copied its stack on every request.
+	workers *workpool.Pool
 }
+
+// workerIdle is how long a worker that served a request waits for the next
+// before it exits.
+const workerIdle = 10 * time.Second
 
 var _ transport.Transport = (*Transport)(nil)
 
@@ -102,6 +111,7 @@ func New(nc *nats.Conn, opts ...transport.Option) *Transport {
 		nc:      nc,
 		opts:    transport.Options{Timeout: DefaultTimeout, Logger: logger.DefaultLogger},
 		clients: map[string]*clientSocket{},
+		workers: workpool.New(workerIdle),
 	}
 	for _, o := range opts {
 		o(&t.opts)
@@ -442,7 +452,7 @@ func (l *listener) onRequest(nm *nats.Msg) {
 		s := l.newSocket(nm.Reply)
 		s.sent = make(chan struct{})
 		s.push(incoming{msg: m})
-		go l.serve(s)
+		l.t.workers.Go(func() { l.serve(s) })
 		return
 	}
 	l.mu.Lock()
