@@ -375,6 +375,10 @@ func (r *Router) Run(ctx context.Context) error {
 			if err := svc.AddEndpoint("keep-replies", natsmicro.HandlerFunc(r.keepReplies), natsmicro.WithEndpointSubject(durable.KeepSubjectPrefix+"*")); err != nil {
 				r.log.Warn("gateways cannot get their reply consumers: a gateway that dies leaves its replies unposted", "err", err)
 			}
+			// Stream processors (sdk/stream) ask for theirs.
+			if err := svc.AddEndpoint("keep-processors", durable.ProcessorEndpoint(r.js, r.cfg.JetStream.Stream.Replicas, r.log.With("part", "processors")), natsmicro.WithEndpointSubject(durable.ProcessorSubjectPrefix+"*")); err != nil {
+				r.log.Warn("stream processors cannot get their consumers", "err", err)
+			}
 		}
 	}
 	defer r.startWatches(ctx)()

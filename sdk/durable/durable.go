@@ -77,6 +77,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = d.MaxAge
 	}
+	// The events stream first: what the inbound stream republishes
+	// before it exists is not kept (events.go).
+	if _, err := EnsureEventsStream(ctx, js, cfg.Replicas); err != nil {
+		return nil, err
+	}
 	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "botmesh inbound chat messages, kept until a router answers them",
@@ -87,6 +92,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
 		Discard:     jetstream.DiscardOld,
+		// A copy of each message for stream processors (events.go).
+		RePublish: eventsRePublish(),
 	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
