@@ -103,14 +103,18 @@ func (f Filter) match(ev *chatopsv1.Event) bool {
 // Words splits a message's text into words as the router does to find
 // its command (router/parse): invalid UTF-8 is replaced, zero-width spaces
 // separate words, and a leading "micro" (how the Micro Bot was addressed)
-// is dropped.
+// is dropped ("micro" alone is "help").
 func Words(data []byte) []string {
 	text := string(data)
 	if !utf8.ValidString(text) {
 		text = strings.ToValidUTF8(text, "\uFFFD")
 	}
 	words := strings.Fields(strings.ReplaceAll(text, "\u200b", " "))
-	if len(words) > 1 && strings.EqualFold(words[0], "micro") {
+	if len(words) > 0 && strings.EqualFold(words[0], "micro") {
+		if len(words) == 1 {
+			// "micro" alone asks for help.
+			return []string{"help"}
+		}
 		words = words[1:]
 	}
 	return words
