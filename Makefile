@@ -131,7 +131,7 @@ image: ## one command service's image: make image CMD=./services/mycmd/cmd/mycmd
 # (it is remade when this Makefile changes; what it has is kept).
 .env: Makefile ## secrets for the compose environment, made once: one NATS password per role, the web token
 	@umask 077; touch .env; added=; \
-	for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL BOTCTL SERVICE SERVICE_NOTE ROUTE; do \
+	for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL BOTCTL SERVICE SERVICE_NOTE PROCESSOR_RELAY ROUTE; do \
 	  grep -q "^BOTMESH_NATS_PASSWORD_$$role=" .env && continue; \
 	  echo "BOTMESH_NATS_PASSWORD_$$role=$$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >> .env; added="$$added $$role"; \
 	done; \

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	natsmicro "github.com/nats-io/nats.go/micro"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -34,30 +32,8 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	s := meshtest.NATS(t)
 	e := &env{s: s, nc: connect(t, s.ClientURL())}
-	e.js, _ = jetstream.New(e.nc)
-	ctx := testCtx(t, 30*time.Second)
-	if _, err := durable.EnsureStream(ctx, e.js, durable.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := durable.EnsureReplyStream(ctx, e.js, "slack", 1); err != nil {
-		t.Fatal(err)
-	}
-	serveProcessors(t, e.nc, e.js)
+	e.js = meshtest.RouterStreams(t, e.nc, "slack")
 	return e
-}
-
-// serveProcessors answers processors' requests for their consumers as a
-// router does.
-func serveProcessors(t *testing.T, nc *nats.Conn, js jetstream.JetStream) {
-	t.Helper()
-	svc, err := natsmicro.AddService(nc, natsmicro.Config{Name: durable.RouterService, Version: "1.0.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = svc.Stop() })
-	if err := svc.AddEndpoint("keep-processors", durable.ProcessorEndpoint(js, 1, slog.New(slog.NewTextHandler(t.Output(), nil))), natsmicro.WithEndpointSubject(durable.ProcessorSubjectPrefix+"*")); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
@@ -76,22 +52,11 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// say publishes a chat message as a gateway of platform does: on its
-// inbound subject, into the inbound stream, with the event id as message
-// id.
+// say publishes a chat message as a gateway of platform does.
 func (e *env) say(t *testing.T, platform, to, id, text string) {
 	t.Helper()
-	ev := &chatopsv1.Event{Id: id, Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, Platform: platform, To: to, Data: []byte(text),
-		From: &chatopsv1.Peer{Id: "U1"}, Gateway: "gw1", ReplyTo: chatopsv1.ReplySubject(platform, "gw1", id)}
-	data, err := proto.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := durable.Publish(ctx, e.js, &nats.Msg{Subject: chatopsv1.SubjectIn(platform), Header: durable.Header(platform, id), Data: data}); err != nil {
-		t.Errorf("publish %s: %v", id, err)
-	}
+	meshtest.Say(t, e.js, &chatopsv1.Event{Id: id, Type: chatopsv1.EventType_EVENT_TYPE_MESSAGE, Platform: platform, To: to, Data: []byte(text),
+		From: &chatopsv1.Peer{Id: "U1"}, Gateway: "gw1", ReplyTo: chatopsv1.ReplySubject(platform, "gw1", id)})
 }
 
 // tally records what a processor's handler got.
