@@ -18,7 +18,7 @@ run: ## run the all-in-one (embedded NATS, router, services, shell)
 
 .PHONY: build
 build: ## build every binary into bin/
-	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/note/cmd/note ./services/greeter/cmd/greeter
+	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/note/cmd/note ./services/greeter/cmd/greeter ./services/relay/cmd/relay
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
 .PHONY: deps
