@@ -7,8 +7,12 @@
 // A processor has a name, and a durable JetStream consumer of that name on
 // the events stream (sdk/durable/events.go), made for it by a router: it
 // reads every message once, in order, and goes on where it stopped after a
-// restart (within durable.EventsMaxAge). Its identity on NATS may read only
-// that consumer and post only as itself (deploy/nats/permissions.conf).
+// restart (within durable.EventsMaxAge). Replicas of a processor run under
+// one name share the work: each event goes to one of them. Its identity on
+// NATS may read only that consumer and post only as itself
+// (deploy/nats/permissions.conf). It reads messages as users typed them,
+// secret words included (see HelpResponse.secret_args): never log them.
+// The demo processor is services/relay.
 //
 //	p, err := stream.New(nc, "relay")
 //	err = p.Run(ctx, stream.Filter{Platform: "slack", Command: "deploy"},
