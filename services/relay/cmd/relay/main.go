@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/botmesh/botmesh/sdk/boot"
+	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/stream"
 	"github.com/botmesh/botmesh/services/relay"
@@ -41,6 +42,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if err := durable.ValidProcessorName(*name); err != nil {
+		return fmt.Errorf("--name: %w", err)
 	}
 	m, err := mesh.Connect(ctx, mcfg, mesh.WithLogger(log))
 	if err != nil {
