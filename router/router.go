@@ -463,6 +463,12 @@ func (r *Router) useJetStream(ctx context.Context) {
 		} else {
 			r.js = js
 		}
+		if err := durable.Setup(jctx, func(ctx context.Context) error {
+			_, err := durable.EnsureEventsStream(ctx, js, replicas)
+			return err
+		}); err != nil {
+			r.log.Warn("no events stream: stream processors (sdk/stream) get no messages", "stream", durable.EventsStream, "err", err)
+		}
 		var c *durable.Claims
 		if err := durable.Setup(jctx, func(ctx context.Context) (err error) {
 			c, err = durable.EnsureClaims(ctx, js, replicas)

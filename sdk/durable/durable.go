@@ -77,11 +77,6 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = d.MaxAge
 	}
-	// The events stream first: what the inbound stream republishes
-	// before it exists is not kept (events.go).
-	if _, err := EnsureEventsStream(ctx, js, cfg.Replicas); err != nil {
-		return nil, err
-	}
 	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "botmesh inbound chat messages, kept until a router answers them",
@@ -92,7 +87,10 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
 		Discard:     jetstream.DiscardOld,
-		// A copy of each message for stream processors (events.go).
+		// A copy of each message for stream processors (events.go): kept
+		// by the events stream, which routers make apart (a router that
+		// cannot make it still takes messages); until it is there, the
+		// copies go nowhere, and no processor's consumer exists either.
 		RePublish: eventsRePublish(),
 	})
 	if err != nil {

@@ -90,7 +90,8 @@ func eventsRePublish() *jetstream.RePublish {
 }
 
 // EnsureEventsStream creates the events stream, or updates it, with
-// replicas copies.
+// replicas copies. Routers make it at start and again before they make a
+// processor's consumer; the inbound stream does not depend on it.
 func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
 	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        EventsStream,

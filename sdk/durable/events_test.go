@@ -2,6 +2,7 @@ package durable_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,8 +15,8 @@ import (
 
 // A router of this version, started on the inbound stream of an earlier
 // one (no copy to the events stream), adds the copy: the messages stored
-// from then on reach the events stream, once each, and the inbound stream
-// keeps what it held.
+// once the events stream is there reach it, once each, and the inbound
+// stream keeps every message.
 func TestEventsAddedToAnEarlierInboundStream(t *testing.T) {
 	s := meshtest.NATS(t)
 	nc, err := nats.Connect(s.ClientURL())
@@ -41,24 +42,49 @@ func TestEventsAddedToAnEarlierInboundStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Until the events stream is there, the copies go nowhere.
+	say("between")
+	if _, err := durable.EnsureEventsStream(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
 	if rp := in.CachedInfo().Config.RePublish; rp == nil || rp.Source != "bot.v1.in.>" || rp.Destination != "bot.v1.ev.>" {
 		t.Fatalf("inbound stream's RePublish: %+v", rp)
 	}
 	say("after")
 	say("after") // a gateway's retry: stored once, copied once
+	say("last")
 	ev, err := js.Stream(ctx, durable.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := ev.Info(ctx)
-	if err != nil || info.State.Msgs != 1 {
-		t.Fatalf("events stream: %+v, %v; want the one message stored after the upgrade", info, err)
+	// The copy is published after the inbound stream stored the message:
+	// wait for the last one (copies keep their order).
+	var got []string
+	for i := 0; i < 200; i++ {
+		got = got[:0]
+		info, err := ev.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			m, err := ev.GetMsg(ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Subject != "bot.v1.ev.slack" || m.Header.Get(jetstream.MsgIDHeader) != "slack:"+string(m.Data) {
+				t.Errorf("copy %d: subject %s, message id %q, data %q", seq, m.Subject, m.Header.Get(jetstream.MsgIDHeader), m.Data)
+			}
+			got = append(got, string(m.Data))
+		}
+		if len(got) > 0 && got[len(got)-1] == "last" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	m, err := ev.GetMsg(ctx, info.State.LastSeq)
-	if err != nil || string(m.Data) != "after" || m.Subject != "bot.v1.ev.slack" || m.Header.Get(jetstream.MsgIDHeader) != "slack:after" {
-		t.Fatalf("event copied: %+v, %v", m, err)
+	if strings.Join(got, " ") != "after last" {
+		t.Fatalf("events stream holds %q; want the messages stored once it was there, once each", got)
 	}
-	if info, err := in.Info(ctx); err != nil || info.State.Msgs != 2 {
-		t.Fatalf("inbound stream: %+v, %v; want both messages", info, err)
+	if info, err := in.Info(ctx); err != nil || info.State.Msgs != 4 {
+		t.Fatalf("inbound stream: %+v, %v; want the four messages", info, err)
 	}
 }

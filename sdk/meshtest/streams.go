@@ -30,6 +30,9 @@ func RouterStreams(tb testing.TB, nc *nats.Conn, platforms ...string) jetstream.
 	if _, err := durable.EnsureStream(ctx, js, durable.StreamConfig{}); err != nil {
 		tb.Fatalf("meshtest: %v", err)
 	}
+	if _, err := durable.EnsureEventsStream(ctx, js, 1); err != nil {
+		tb.Fatalf("meshtest: %v", err)
+	}
 	for _, p := range platforms {
 		if _, err := durable.EnsureReplyStream(ctx, js, p, 1); err != nil {
 			tb.Fatalf("meshtest: %v", err)

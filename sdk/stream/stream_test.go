@@ -132,8 +132,8 @@ func (e *env) run(t *testing.T, name string, f stream.Filter, h stream.Handler) 
 	return stop
 }
 
-// settled waits until the consumer of processor name has handed out
-// everything in the events stream and has nothing unacknowledged: no
+// settled waits until every message stored is in the events stream and
+// the consumer of processor name has handed out all of it and has nothing unacknowledged: no
 // event can come to it any more (only an unacknowledged one is handed out
 // again).
 func (e *env) settled(t *testing.T, name string) {
@@ -141,6 +141,10 @@ func (e *env) settled(t *testing.T, name string) {
 	ctx := testCtx(t, 30*time.Second)
 	var last *jetstream.ConsumerInfo
 	for i := 0; i < 600; i++ {
+		if !e.copied(ctx) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
 		c, err := e.js.Consumer(ctx, durable.EventsStream, name)
 		if err == nil {
 			if last, err = c.Info(ctx); err == nil && last.NumPending == 0 && last.NumAckPending == 0 {
@@ -150,6 +154,19 @@ func (e *env) settled(t *testing.T, name string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("consumer %s never settled: %+v", name, last)
+}
+
+// copied reports whether the events stream holds the copy of every
+// message the inbound stream stored (the copies follow the stores).
+func (e *env) copied(ctx context.Context) bool {
+	in, err1 := e.js.Stream(ctx, durable.Stream)
+	ev, err2 := e.js.Stream(ctx, durable.EventsStream)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	ii, err1 := in.Info(ctx)
+	ei, err2 := ev.Info(ctx)
+	return err1 == nil && err2 == nil && ii.State.LastSeq == ei.State.LastSeq
 }
 
 // waitConsumer waits until the routers have made processor name's
