@@ -18,7 +18,7 @@ run: ## run the all-in-one (embedded NATS, router, services, shell)
 
 .PHONY: build
 build: ## build every binary into bin/
-	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/note/cmd/note ./services/greeter/cmd/greeter
+	$(GO) build -o $(BIN)/ ./cmd/botmesh ./cmd/botctl ./router/cmd/router ./gateway/cmd/gateway ./services/echo/cmd/echo ./services/registry-cmd/cmd/registry-cmd ./services/query/cmd/query ./services/note/cmd/note ./services/greeter/cmd/greeter ./services/relay/cmd/relay
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
 
 .PHONY: deps
@@ -137,7 +137,7 @@ image: ## one command service's image: make image CMD=./services/mycmd/cmd/mycmd
 # (it is remade when this Makefile changes; what it has is kept).
 .env: Makefile ## secrets for the compose environment, made once: one NATS password per role, the web token
 	@umask 077; touch .env; added=; \
-	for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL GATEWAY_MAIL BOTCTL SERVICE SERVICE_NOTE ROUTE; do \
+	for role in ROUTER GATEWAY_WEB GATEWAY_SLACK GATEWAY_XMPP GATEWAY_IRC GATEWAY_SHELL GATEWAY_MAIL BOTCTL SERVICE SERVICE_NOTE PROCESSOR_RELAY ROUTE; do \
 	  grep -q "^BOTMESH_NATS_PASSWORD_$$role=" .env && continue; \
 	  echo "BOTMESH_NATS_PASSWORD_$$role=$$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" >> .env; added="$$added $$role"; \
 	done; \

@@ -46,6 +46,7 @@ var natsRoles = []natsRole{
 	{"botctl", "BOTMESH_NATS_PASSWORD_BOTCTL", "cli"},
 	{"service", "BOTMESH_NATS_PASSWORD_SERVICE", ""},
 	{"service-note", "BOTMESH_NATS_PASSWORD_SERVICE_NOTE", ""},
+	{"processor-relay", "BOTMESH_NATS_PASSWORD_PROCESSOR_RELAY", ""},
 }
 
 // routePassword is the variable of the cluster routes' password; the

@@ -393,6 +393,10 @@ func (r *Router) Run(ctx context.Context) error {
 			if err := svc.AddEndpoint("keep-replies", natsmicro.HandlerFunc(r.keepReplies), natsmicro.WithEndpointSubject(durable.KeepSubjectPrefix+"*")); err != nil {
 				r.log.Warn("gateways cannot get their reply consumers: a gateway that dies leaves its replies unposted", "err", err)
 			}
+			// Stream processors (sdk/stream) ask for theirs.
+			if err := svc.AddEndpoint("keep-processors", durable.ProcessorEndpoint(r.js, r.cfg.JetStream.Stream.Replicas, r.log.With("part", "processors")), natsmicro.WithEndpointSubject(durable.ProcessorSubjectPrefix+"*")); err != nil {
+				r.log.Warn("stream processors cannot get their consumers", "err", err)
+			}
 		}
 	}
 	defer r.startWatches(ctx)()
@@ -467,6 +471,12 @@ func (r *Router) useJetStream(ctx context.Context) {
 			r.log.Warn("replies go on core NATS only: a NATS failure can lose one", "err", err)
 		} else {
 			r.js = js
+		}
+		if err := durable.Setup(jctx, func(ctx context.Context) error {
+			_, err := durable.EnsureEventsStream(ctx, js, replicas)
+			return err
+		}); err != nil {
+			r.log.Warn("no events stream: stream processors (sdk/stream) get no messages", "stream", durable.EventsStream, "err", err)
 		}
 		var c *durable.Claims
 		if err := durable.Setup(jctx, func(ctx context.Context) (err error) {

@@ -87,6 +87,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		Duplicates:  cfg.DuplicateWindow,
 		MaxAge:      cfg.MaxAge,
 		Discard:     jetstream.DiscardOld,
+		// A copy of each message for stream processors (events.go): kept
+		// by the events stream, which routers make apart (a router that
+		// cannot make it still takes messages); until it is there, the
+		// copies go nowhere, and no processor's consumer exists either.
+		RePublish: eventsRePublish(),
 	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {

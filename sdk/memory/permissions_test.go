@@ -9,73 +9,23 @@ package memory_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/botmesh/botmesh/sdk/memory"
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/nats-io/nats.go"
 )
 
-// shippedNATS starts nats-server with deploy/nats/permissions.conf and a
-// random password for each of its users; it returns the server and the
-// passwords by variable.
-func shippedNATS(t *testing.T) (*server.Server, map[string]string) {
-	t.Helper()
-	perms, err := filepath.Abs("../../deploy/nats/permissions.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(perms)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw := map[string]string{}
-	for _, v := range regexp.MustCompile(`\$(BOTMESH_NATS_PASSWORD_[A-Z_]+)`).FindAllStringSubmatch(string(b), -1) {
-		pw[v[1]] = fmt.Sprintf("pw-%s-%d", strings.ToLower(v[1]), time.Now().UnixNano())
-		t.Setenv(v[1], pw[v[1]])
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(filepath.Join(dir, "permissions.conf"), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "jetstream { store_dir: %q }\ninclude ./permissions.conf\n", filepath.Join(dir, "js")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s, pw
-}
-
 func TestShippedPermissions(t *testing.T) {
-	s, pw := shippedNATS(t)
+	s, pw := meshtest.ShippedNATS(t, "../../deploy/nats/permissions.conf")
 	c := ctx(t)
 	router := connect(t, s.ClientURL(), nats.UserInfo("router", pw["BOTMESH_NATS_PASSWORD_ROUTER"]))
 	if err := memory.EnsureBuckets(c, router, 1); err != nil {
 		t.Fatalf("the router role makes the buckets: %v", err)
 	}
-	errs := make(chan error, 100)
-	note := connect(t, s.ClientURL(), nats.UserInfo("service-note", pw["BOTMESH_NATS_PASSWORD_SERVICE_NOTE"]),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	errs, report := meshtest.NewViolations()
+	note := connect(t, s.ClientURL(), nats.UserInfo("service-note", pw["BOTMESH_NATS_PASSWORD_SERVICE_NOTE"]), report)
 
 	// What note does: its memory in every scope.
 	store, _ := memory.New(note, "note")
@@ -96,22 +46,7 @@ func TestShippedPermissions(t *testing.T) {
 		}
 	}
 
-	refused := func(what string) {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		var others []string
-		for {
-			select {
-			case err := <-errs:
-				if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), what) {
-					return
-				}
-				others = append(others, err.Error())
-			case <-deadline:
-				t.Fatalf("no permissions violation for %s (others: %q)", what, others)
-			}
-		}
-	}
+	refused := func(what string) { t.Helper(); errs.Refused(t, what) }
 	nn := note.Conn()
 	// 1. Write another service's memory.
 	short, cancel := context.WithTimeout(c, 2*time.Second)
