@@ -65,7 +65,7 @@ const (
 	auditStream    = "BOTMESH_AUDIT"
 	schedStream    = "BOTMESH_SCHEDULES"
 	routersGroup   = "routers"
-	confirmKV      = "botmesh_confirm"
+	dialogsKV      = "botmesh_dialogs"
 	claimsKV       = "botmesh_claims"
 	seenKV         = "botmesh_gateway_seen"
 	routerSvc      = "botmesh-router"
@@ -350,7 +350,7 @@ func (m *mesh) routerSetup(t *testing.T) {
 				t.Fatalf("router: stream %s: %v", sc.Name, err)
 			}
 		}
-		for _, b := range []string{confirmKV, claimsKV, seenKV} {
+		for _, b := range []string{dialogsKV, claimsKV, seenKV} {
 			if _, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, TTL: 10 * time.Minute, History: 1, Storage: jetstream.FileStorage}); err != nil {
 				t.Fatalf("router: bucket %s: %v", b, err)
 			}
@@ -513,8 +513,8 @@ func TestNATSIdentities(t *testing.T) {
 		r := m.router
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		// Confirmations: put, get, delete of the revision read (Take).
-		kv, err := r.js.KeyValue(ctx, confirmKV)
+		// Dialogs and confirmations: put, get, delete of the revision read (take).
+		kv, err := r.js.KeyValue(ctx, dialogsKV)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -709,7 +709,7 @@ func TestNATSIdentities(t *testing.T) {
 			"bot.v1.keep.web",
 			"bot.v1.alive.web.gw1",
 			"$JS.API.CONSUMER.MSG.NEXT.BOTMESH_IN.routers",
-			"$KV.botmesh_confirm.k1",
+			"$KV.botmesh_dialogs.k1",
 			"$SRV.PING.botmesh-router",
 			"bot.v1.sched.fire.web",
 			"bot.v1.sched.def.c1.u1.abcdefgh",
@@ -932,7 +932,7 @@ func testGateway(t *testing.T, m *mesh, role natsRole) {
 		"bot.v1.alive." + other + ".gw9",
 		"$JS.API.STREAM.INFO.BOTMESH_IN",
 		"$KV." + seenKV + "." + other + ".e1",
-		"$KV." + confirmKV + ".k1",
+		"$KV." + dialogsKV + ".k1",
 		"bot.v1.audit." + p,
 		registryW, // register a fake command service
 		registryQ,
