@@ -397,6 +397,31 @@ func TestCompose(t *testing.T) {
 		})
 		res.check(t, 300)
 	})
+
+	t.Run("a note kept across a restart of every part", func(t *testing.T) {
+		if out, ok := e.botctl("note add kept across restarts"); !ok || !strings.Contains(out, "noted (note ") {
+			t.Fatalf("note add: %q", out)
+		}
+		// Every container, NATS (its store on the nats-data volume)
+		// included.
+		if out, err := e.compose("restart", "-t", "5"); err != nil {
+			t.Fatalf("compose restart: %v\n%s", err, out)
+		}
+		e.waitHealthy(3 * time.Minute)
+		// The routers find the note service again through the registry
+		// (bounded: 60 s).
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, ok := e.botctl("notes")
+			if ok && strings.Contains(out, "kept across restarts") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("notes after the restart of every part: %q", out)
+			}
+			time.Sleep(time.Second)
+		}
+	})
 }
 
 // make up's wait (deploy/compose.sh, which docker-compose 1.29 needs: it
