@@ -273,6 +273,9 @@ func (r *Router) elsewhere(ctx context.Context, ev *chatopsv1.Event, msg parse.M
 		out.status = audit.StatusDenied
 		return r.errorReply(ev, fmt.Sprintf("you may not run %q here (policy: %s). Ask an admin if you need it.", t.policy, d.Rule))
 	}
+	if d.Confirm && out.scheduled {
+		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation now, so it does not run on a schedule", t.policy))
+	}
 	if d.Confirm && !confirmed {
 		return r.askConfirmation(ctx, ev, msg.Text, t.policy, out)
 	}
@@ -329,6 +332,41 @@ func (r *Router) elsewhere(ctx context.Context, ev *chatopsv1.Event, msg parse.M
 		return r.reply(ev, "mailing the result of `"+truncate(shown, 80)+"` to "+t.shown)
 	}
 	return r.reply(ev, "told "+t.shown)
+}
+
+// scheduleElsewhere checks a tell or mail that a schedule is to run (msg)
+// as setSchedule checks a command: its target, and the policy for it now.
+// It returns the command that tell or mail would run, for setSchedule to
+// check in turn, or a refusal.
+func (r *Router) scheduleElsewhere(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, out *outcome) (parse.Message, string) {
+	verb := strings.ToLower(msg.Words[0])
+	if len(msg.Words) < 3 {
+		return msg, "nothing to schedule: " + verb + " needs a target and a command, e.g. every 1d " + verb + " " + map[string]string{cmdMail: "ops@example.com", cmdTell: "slack:#ops"}[verb] + " health greeter"
+	}
+	t, refusal := r.target(verb, msg.Words[1])
+	if refusal != "" {
+		return msg, refusal
+	}
+	inner, err := parse.Parse([]byte(afterWords(msg.Text, 2)), r.cfg.MaxMessageBytes)
+	if err != nil || len(inner.Words) == 0 {
+		return msg, "nothing to schedule: " + verb + " needs a command after " + msg.Words[1]
+	}
+	if w := inner.Words[0]; isScheduling(w) || isWatching(w) || isElsewhere(w) {
+		return msg, fmt.Sprintf("%s runs one command and sends its result: it cannot run %s", verb, strings.ToLower(w))
+	}
+	if d := r.decide(ev, t.policy); !d.Allowed {
+		out.status, out.rule = audit.StatusDenied, d.Rule
+		return msg, fmt.Sprintf("you may not run %q here (policy: %s), so you may not schedule it", t.policy, d.Rule)
+	} else if d.Confirm {
+		return msg, fmt.Sprintf("%q needs a confirmation each time it runs, so it cannot be scheduled", t.policy)
+	}
+	if r.js == nil {
+		return msg, verb + " is not available: it needs the routers' reply streams (JetStream, --delivery jetstream)"
+	}
+	if why := r.unserved(ctx, t); why != "" {
+		return msg, "nothing scheduled: " + why
+	}
+	return inner, ""
 }
 
 // unserved says why nothing would post to t, or "" when a gateway of its

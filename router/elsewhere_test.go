@@ -288,3 +288,57 @@ func TestTellNeedsJetStream(t *testing.T) {
 		t.Errorf("core delivery: %s %q", rep.GetType(), rep.GetData())
 	}
 }
+
+// A schedule may run tell or mail: each run stores its own result on the
+// target's outbound path (every 1s three times: three mails), and the
+// conversation where it was set is told what each run did. What tell or
+// mail would refuse is refused when the schedule is set.
+func TestScheduleElsewhere(t *testing.T) {
+	e := newEnv(t, router.Config{MailDomains: "example.com"})
+	e.serve("echo", echo.Handler{})
+	waitFor(t, func() bool { return strings.Contains(string(e.ask("help").GetData()), "echo [text]") })
+	c := e.chat("U1", "C1")
+	for _, tc := range []struct{ text, want string }{
+		{"every 1s mail ops@example.com echo daily", "no mail output has run on this mesh"},
+		{"in 1m mail ops@evil.org echo hi", "mail does not go to evil.org"},
+		{"in 1m tell web:abc echo hi", "tell cannot post to web"},
+		{"in 1m tell slack:#ops", "needs a target and a command"},
+		{"in 1m tell slack:#ops in 1s echo hi", "tell runs one command and sends its result: it cannot run in"},
+	} {
+		if rep := c.say(tc.text); rep.GetType() != chatopsv1.EventType_EVENT_TYPE_ERROR || !strings.Contains(string(rep.GetData()), tc.want) {
+			t.Errorf("%q: %s %q, want an error with %q", tc.text, rep.GetType(), rep.GetData(), tc.want)
+		}
+	}
+	e.gatewaysRan(router.MailPlatform, "slack")
+	if rep := c.say("in 1m tell slack:#ops nosuch thing"); rep.GetType() != chatopsv1.EventType_EVENT_TYPE_ERROR || !strings.Contains(string(rep.GetData()), `nothing scheduled: unknown command "nosuch thing"`) {
+		t.Errorf("an unknown command after tell: %s %q", rep.GetType(), rep.GetData())
+	}
+
+	id := c.set("every 1s mail ops@example.com echo daily")
+	rep := c.firstFired(15 * time.Second)
+	if want := "schedule " + id + " (every 1s: `mail ops@example.com echo daily`):\nmailing the result of `echo daily` to ops@example.com"; string(rep.GetData()) != want {
+		t.Errorf("what the conversation is told: %s %q, want %q", rep.GetType(), rep.GetData(), want)
+	}
+	mails := e.outbound(router.MailPlatform, 3, 15*time.Second)
+	if rep := c.say("unschedule " + id); !strings.Contains(string(rep.GetData()), "removed schedule "+id) {
+		t.Errorf("unschedule: %q", rep.GetData())
+	}
+	if len(mails) < 3 {
+		t.Fatalf("%d mails stored by the schedule within 15s, want 3 or more", len(mails))
+	}
+	seen := map[string]bool{}
+	for _, m := range mails {
+		if m.GetTo() != "ops@example.com" || !strings.HasSuffix(string(m.GetData()), "\ndaily") {
+			t.Errorf("a scheduled mail: to %q: %q", m.GetTo(), m.GetData())
+		}
+		if seen[m.GetId()] {
+			t.Errorf("two runs stored one id %q: a later run would be dropped as a duplicate", m.GetId())
+		}
+		seen[m.GetId()] = true
+	}
+
+	c.set("in 1s tell slack:#ops echo from a schedule")
+	if got := e.outbound("slack", 1, 15*time.Second); len(got) != 1 || got[0].GetTo() != "#ops" || !strings.HasSuffix(string(got[0].GetData()), "\nfrom a schedule") {
+		t.Errorf("in 1s tell slack:#ops: %v", got)
+	}
+}

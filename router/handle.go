@@ -110,7 +110,7 @@ func (r *Router) handle(ctx context.Context, ev *chatopsv1.Event, out *outcome, 
 		return r.schedules(ctx, ev, msg, out)
 	case isWatching(msg.Words[0]):
 		return r.watchCommand(ctx, ev, msg, out)
-	case isElsewhere(word) && !out.scheduled:
+	case isElsewhere(word):
 		return r.elsewhere(ctx, ev, msg, out, confirmed) // elsewhere.go
 	}
 

@@ -156,6 +156,16 @@ func (r *Router) setSchedule(ctx context.Context, ev *chatopsv1.Event, msg parse
 	if err != nil {
 		return r.errorReply(ev, "nothing to schedule: "+err.Error())
 	}
+	if isElsewhere(cmsg.Words[0]) {
+		// tell or mail: its target and the policy for it now, then the
+		// command it runs, as below (elsewhere.go checks both again each
+		// time it runs).
+		inner, refusal := r.scheduleElsewhere(ctx, ev, cmsg, out)
+		if refusal != "" {
+			return r.errorReply(ev, refusal)
+		}
+		cmsg = inner
+	}
 	if yesPattern.MatchString(cmsg.Key()) || noPattern.MatchString(cmsg.Key()) {
 		return r.errorReply(ev, "a confirmation cannot be scheduled")
 	}
