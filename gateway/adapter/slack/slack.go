@@ -278,10 +278,13 @@ func (in *Input) setState(up bool, attempt int, err error) {
 }
 
 // emit hands ev to Recv, waiting at most until ctx ends.
+// The event is logged before it is handed on: once Recv has it, it is the
+// receiver's to change.
 func (in *Input) emit(ctx context.Context, ev *chatopsv1.Event) bool {
+	id, to, from, kind := ev.GetId(), ev.GetTo(), ev.GetFrom().GetId(), ev.GetMeta()[MetaEvent]
 	select {
 	case in.events <- ev:
-		in.log.Debug("message received", "event", ev.GetId(), "channel", ev.GetTo(), "user", ev.GetFrom().GetId(), "kind", ev.GetMeta()[MetaEvent])
+		in.log.Debug("message received", "event", id, "channel", to, "user", from, "kind", kind)
 		return true
 	case <-ctx.Done():
 		return false

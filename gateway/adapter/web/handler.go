@@ -373,9 +373,10 @@ func (c *conn) deliver(f inFrame) bool {
 		Meta: map[string]string{MetaConn: c.id},
 		Time: timestamppb.Now(),
 	}
+	id, size := ev.Id, len(ev.Data) // once handed on, ev is the receiver's
 	select {
 	case c.in.incoming <- ev:
-		c.in.log.Debug("message taken", "conn", c.id, "event", ev.Id, "bytes", len(ev.Data))
+		c.in.log.Debug("message taken", "conn", c.id, "event", id, "bytes", size)
 		c.tell(outFrame{Type: TypeAck, InReplyTo: f.ID})
 		return true
 	case <-c.in.stop:
