@@ -92,7 +92,7 @@ test-readme: ## README.md verbatim: its shell blocks in order in a fresh clone o
 	cd deploy && GOWORK=off $(GO) test -tags readme -count=1 -timeout 30m -v -run 'TestREADME' ./...
 
 # Packages with Go benchmarks of the hot paths.
-BENCH_PKGS := ./router/parse ./router ./router/directory ./router/policy ./proto/chatops/v1 ./gateway/adapter/slack ./gateway/adapter/irc
+BENCH_PKGS := ./sdk/parse ./router ./router/directory ./router/policy ./proto/chatops/v1 ./gateway/adapter/slack ./gateway/adapter/irc
 
 .PHONY: bench
 bench: ## Go benchmarks of the hot paths, each beside its baseline (BENCHMARKS.md)

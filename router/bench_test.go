@@ -9,8 +9,8 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/builtin"
 	"github.com/botmesh/botmesh/router/directory"
-	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/router/policy"
+	"github.com/botmesh/botmesh/sdk/parse"
 	"go-micro.dev/v4/registry"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )

@@ -34,8 +34,8 @@ import (
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/audit"
 	"github.com/botmesh/botmesh/router/directory"
-	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/parse"
 	"github.com/nats-io/nats.go/jetstream"
 )
 

@@ -9,12 +9,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/audit"
-	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/parse"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -291,7 +290,7 @@ func (r *Router) elsewhere(ctx context.Context, ev *chatopsv1.Event, msg parse.M
 
 	// The command, run as its author where they asked.
 	sub := proto.Clone(ev).(*chatopsv1.Event)
-	sub.Data = []byte(afterWords(msg.Text, 2))
+	sub.Data = []byte(parse.AfterWords(msg.Text, 2))
 	start := r.now()
 	inner := outcome{elsewhere: verb}
 	rep := r.handle(ctx, sub, &inner, false)
@@ -347,7 +346,7 @@ func (r *Router) scheduleElsewhere(ctx context.Context, ev *chatopsv1.Event, msg
 	if refusal != "" {
 		return msg, refusal
 	}
-	inner, err := parse.Parse([]byte(afterWords(msg.Text, 2)), r.cfg.MaxMessageBytes)
+	inner, err := parse.Parse([]byte(parse.AfterWords(msg.Text, 2)), r.cfg.MaxMessageBytes)
 	if err != nil || len(inner.Words) == 0 {
 		return msg, "nothing to schedule: " + verb + " needs a command after " + msg.Words[1]
 	}
@@ -402,18 +401,4 @@ func (r *Router) storeOutbound(ctx context.Context, platform, instance, token st
 		return err
 	}
 	return r.storeData(ctx, durable.OutboundSubject(reply), data)
-}
-
-// afterWords returns text without its first n words and the space after
-// them.
-func afterWords(text string, n int) string {
-	for range n {
-		text = strings.TrimLeftFunc(text, unicode.IsSpace)
-		i := strings.IndexFunc(text, unicode.IsSpace)
-		if i < 0 {
-			return ""
-		}
-		text = text[i:]
-	}
-	return strings.TrimLeftFunc(text, unicode.IsSpace)
 }

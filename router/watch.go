@@ -12,8 +12,8 @@ import (
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router/audit"
-	"github.com/botmesh/botmesh/router/parse"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/parse"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go-micro.dev/v4/client"

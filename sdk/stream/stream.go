@@ -32,10 +32,10 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/parse"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -92,7 +92,11 @@ func (f Filter) match(ev *chatopsv1.Event) bool {
 		return true
 	}
 	want := strings.Fields(strings.ToLower(f.Command))
-	got := Words(ev.GetData())
+	msg, err := parse.Parse(ev.GetData(), 0) // read as the routers read it
+	if err != nil {
+		return false
+	}
+	got := msg.Words
 	if len(got) < len(want) {
 		return false
 	}
@@ -102,26 +106,6 @@ func (f Filter) match(ev *chatopsv1.Event) bool {
 		}
 	}
 	return true
-}
-
-// Words splits a message's text into words as the router does to find
-// its command (router/parse): invalid UTF-8 is replaced, zero-width spaces
-// separate words, and a leading "micro" (how the Micro Bot was addressed)
-// is dropped ("micro" alone is "help").
-func Words(data []byte) []string {
-	text := string(data)
-	if !utf8.ValidString(text) {
-		text = strings.ToValidUTF8(text, "\uFFFD")
-	}
-	words := strings.Fields(strings.ReplaceAll(text, "\u200b", " "))
-	if len(words) > 0 && strings.EqualFold(words[0], "micro") {
-		if len(words) == 1 {
-			// "micro" alone asks for help.
-			return []string{"help"}
-		}
-		words = words[1:]
-	}
-	return words
 }
 
 // Processor is a stream processor of a given name.

@@ -18,6 +18,7 @@ import (
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/memory"
+	"github.com/botmesh/botmesh/sdk/parse"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -105,7 +106,7 @@ func (h *Handler) exec(ctx context.Context, req *chatopsv1.ExecRequest) (string,
 	}
 	switch sub {
 	case "add":
-		text := strings.TrimSpace(afterWords(req.GetText(), 2))
+		text := strings.TrimSpace(parse.AfterWords(req.GetText(), 2))
 		if text == "" {
 			text = strings.Join(args[2:], " ")
 		}
@@ -202,17 +203,4 @@ func (h *Handler) forget(ctx context.Context, mem *memory.Memory, arg string) (s
 		return fmt.Sprintf("forgot note %d: %s", n, note.Text), nil
 	}
 	return fmt.Sprintf("forgot note %d", n), nil
-}
-
-// afterWords returns text after its first n words, spacing kept.
-func afterWords(text string, n int) string {
-	s := strings.TrimLeft(text, " \t\n")
-	for range n {
-		i := strings.IndexAny(s, " \t\n")
-		if i < 0 {
-			return ""
-		}
-		s = strings.TrimLeft(s[i:], " \t\n")
-	}
-	return s
 }

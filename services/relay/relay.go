@@ -16,6 +16,7 @@ import (
 	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
+	"github.com/botmesh/botmesh/sdk/parse"
 	"github.com/botmesh/botmesh/sdk/stream"
 )
 
@@ -94,7 +95,8 @@ func Line(ev *chatopsv1.Event) string {
 	if who == "" {
 		who = ev.GetFrom().GetId()
 	}
-	return fmt.Sprintf("%s said %q in %s:%s", who, strings.Join(stream.Words(ev.GetData()), " "), ev.GetPlatform(), ev.GetTo())
+	msg, _ := parse.Parse(ev.GetData(), 0) // its words, as the routers read them
+	return fmt.Sprintf("%s said %q in %s:%s", who, strings.Join(msg.Words, " "), ev.GetPlatform(), ev.GetTo())
 }
 
 // Run relays with p until ctx ends.

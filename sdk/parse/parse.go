@@ -1,6 +1,8 @@
 // Package parse turns the text of a chat message into the words a command
-// is matched on. It is the first code that reads untrusted text, so it
-// accepts any bytes and never fails except for empty or oversized input.
+// is matched on, as routers read it; stream processors and command
+// services use it to read a message the same way. It is the first code
+// that reads untrusted text, so it accepts any bytes and never fails
+// except for empty or oversized input.
 package parse
 
 import (
@@ -117,4 +119,20 @@ func clean(text string) string {
 		prev = r
 	}
 	return b.String()
+}
+
+// AfterWords returns text after its first n words and the white space
+// around them, the spacing inside the rest kept: AfterWords("note add  a
+// b", 2) is "a b" with its inner spacing. It is "" when text has n words
+// or fewer.
+func AfterWords(text string, n int) string {
+	for range n {
+		text = strings.TrimLeftFunc(text, unicode.IsSpace)
+		i := strings.IndexFunc(text, unicode.IsSpace)
+		if i < 0 {
+			return ""
+		}
+		text = text[i:]
+	}
+	return strings.TrimLeftFunc(text, unicode.IsSpace)
 }
