@@ -353,11 +353,8 @@ func (r *Router) scheduleElsewhere(ctx context.Context, ev *chatopsv1.Event, msg
 	if w := inner.Words[0]; isScheduling(w) || isWatching(w) || isElsewhere(w) {
 		return msg, fmt.Sprintf("%s runs one command and sends its result: it cannot run %s", verb, strings.ToLower(w))
 	}
-	if d := r.decide(ev, t.policy); !d.Allowed {
-		out.status, out.rule = audit.StatusDenied, d.Rule
-		return msg, fmt.Sprintf("you may not run %q here (policy: %s), so you may not schedule it", t.policy, d.Rule)
-	} else if d.Confirm {
-		return msg, fmt.Sprintf("%q needs a confirmation each time it runs, so it cannot be scheduled", t.policy)
+	if refusal := r.schedulable(ev, t.policy, out); refusal != "" {
+		return msg, refusal
 	}
 	if r.js == nil {
 		return msg, verb + " is not available: it needs the routers' reply streams (JetStream, --delivery jetstream)"

@@ -137,6 +137,21 @@ func convKey(ev *chatopsv1.Event) string {
 	return durable.ScheduleKey(ev.GetPlatform(), ev.GetFrom().GetTeam(), ev.GetTo())
 }
 
+// schedulable says why ev's user may not schedule the command policy
+// knows as name (the policy denies it, or it needs a confirmation nobody
+// would be there to give), or "" when they may; a denial is audited as one.
+func (r *Router) schedulable(ev *chatopsv1.Event, name string, out *outcome) string {
+	d := r.decide(ev, name)
+	switch {
+	case !d.Allowed:
+		out.status, out.rule = audit.StatusDenied, d.Rule
+		return fmt.Sprintf("you may not run %q here (policy: %s), so you may not schedule it", name, d.Rule)
+	case d.Confirm:
+		return fmt.Sprintf("%q needs a confirmation each time it runs, so it cannot be scheduled", name)
+	}
+	return ""
+}
+
 // setSchedule checks and stores a schedule.
 func (r *Router) setSchedule(ctx context.Context, ev *chatopsv1.Event, msg parse.Message, out *outcome) *chatopsv1.Event {
 	spec, err := schedule.Parse(msg.Text, r.now())
@@ -181,12 +196,8 @@ func (r *Router) setSchedule(ctx context.Context, ev *chatopsv1.Event, msg parse
 		}
 		name = QueryName(service, method)
 	}
-	if d := r.decide(ev, name); !d.Allowed {
-		out.status = audit.StatusDenied
-		out.rule = d.Rule
-		return r.errorReply(ev, fmt.Sprintf("you may not run %q here (policy: %s), so you may not schedule it", name, d.Rule))
-	} else if d.Confirm {
-		return r.errorReply(ev, fmt.Sprintf("%q needs a confirmation each time it runs, so it cannot be scheduled", name))
+	if refusal := r.schedulable(ev, name, out); refusal != "" {
+		return r.errorReply(ev, refusal)
 	}
 	if t.cmd.Service != "" {
 		if args, known := r.secretArgs(ctx, t.cmd, true); known && len(args) > 0 {
