@@ -206,7 +206,7 @@ func New(ctx context.Context, log *slog.Logger, js jetstream.JetStream, cfg Stre
 		Replicas:    cfg.Replicas,
 	})
 	if err != nil {
-		return r, fmt.Errorf("audit: stream %s: %w", Stream, err)
+		return r, err
 	}
 	r.js = js
 	return r, nil

@@ -77,7 +77,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = d.MaxAge
 	}
-	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
+	return EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "botmesh inbound chat messages, kept until a router answers them",
 		Subjects:    []string{chatopsv1.SubjectInAll},
@@ -93,13 +93,6 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		// copies go nowhere, and no processor's consumer exists either.
 		RePublish: eventsRePublish(),
 	})
-	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return nil, ErrNoJetStream
-		}
-		return nil, fmt.Errorf("durable: stream %s: %w", Stream, err)
-	}
-	return s, nil
 }
 
 // RouterService is the name under which every router answers the NATS
@@ -147,7 +140,7 @@ const ReplyMaxAge = time.Hour
 // replicas copies.
 func EnsureReplyStream(ctx context.Context, js jetstream.JetStream, platform string, replicas int) (jetstream.Stream, error) {
 	name := ReplyStream(platform)
-	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
+	return EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        name,
 		Description: "botmesh final replies to " + platform + " messages, kept so that none is lost on the way to a gateway",
 		// Replies, and what is posted unasked (outbound.go).
@@ -163,13 +156,6 @@ func EnsureReplyStream(ctx context.Context, js jetstream.JetStream, platform str
 		// the reply by its subject.
 		MaxMsgsPerSubject: 1,
 	})
-	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return nil, ErrNoJetStream
-		}
-		return nil, fmt.Errorf("durable: stream %s: %w", name, err)
-	}
-	return s, nil
 }
 
 // RemoveOldReplyStream deletes the reply stream of earlier versions, if

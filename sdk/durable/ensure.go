@@ -3,6 +3,7 @@ package durable
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -16,13 +17,21 @@ import (
 // bucket or consumer with the config it already has succeeds, so these
 // create first and update only what exists with another config.
 
-// EnsureStreamConfig creates the stream of cfg, or updates it to cfg.
+// EnsureStreamConfig creates the stream of cfg, or updates it to cfg. A
+// server without JetStream is ErrNoJetStream; other errors name the stream.
 func EnsureStreamConfig(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	s, err := js.CreateStream(ctx, cfg)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return js.UpdateStream(ctx, cfg)
+		s, err = js.UpdateStream(ctx, cfg)
 	}
-	return s, err
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return nil, ErrNoJetStream
+	default:
+		return nil, fmt.Errorf("durable: stream %s: %w", cfg.Name, err)
+	}
 }
 
 // EnsureKeyValue creates the bucket of cfg, or updates it to cfg.

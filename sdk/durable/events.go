@@ -93,7 +93,7 @@ func eventsRePublish() *jetstream.RePublish {
 // replicas copies. Routers make it at start and again before they make a
 // processor's consumer; the inbound stream does not depend on it.
 func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
+	return EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "botmesh chat messages as the inbound stream stored them, for stream processors (sdk/stream); each reads them through a consumer of its own",
 		Subjects:    []string{EventsSubjectPrefix + ">"},
@@ -104,13 +104,6 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, replicas in
 		MaxAge:      EventsMaxAge,
 		Discard:     jetstream.DiscardOld,
 	})
-	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return nil, ErrNoJetStream
-		}
-		return nil, fmt.Errorf("durable: stream %s: %w", EventsStream, err)
-	}
-	return s, nil
 }
 
 // processorName is what a processor's name may be: a consumer name and

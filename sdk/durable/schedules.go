@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -84,7 +83,7 @@ func ScheduleFire(platform string) string { return ScheduleFirePrefix + platform
 // EnsureScheduleStream creates the schedules stream, or updates it, with
 // replicas copies.
 func EnsureScheduleStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	s, err := EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
+	return EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
 		Name:              ScheduleStream,
 		Description:       "botmesh scheduled commands (message schedules) and the commands they fire",
 		Subjects:          []string{SchedulePrefix + ">"},
@@ -97,13 +96,6 @@ func EnsureScheduleStream(ctx context.Context, js jetstream.JetStream, replicas 
 		AllowMsgTTL:       true,
 		AllowMsgSchedules: true,
 	})
-	if err != nil {
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return nil, ErrNoJetStream
-		}
-		return nil, fmt.Errorf("durable: stream %s: %w", ScheduleStream, err)
-	}
-	return s, nil
 }
 
 // EnsureScheduleConsumer creates the routers' shared consumer of fired
