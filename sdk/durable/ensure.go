@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -27,18 +28,29 @@ func EnsureStreamConfig(ctx context.Context, js jetstream.JetStream, cfg jetstre
 	switch {
 	case err == nil:
 		return s, nil
-	case errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+	case noJetStream(err):
 		return nil, ErrNoJetStream
 	default:
 		return nil, fmt.Errorf("durable: stream %s: %w", cfg.Name, err)
 	}
 }
 
-// EnsureKeyValue creates the bucket of cfg, or updates it to cfg.
+// noJetStream reports whether err says the server has no JetStream for
+// this account: it answers so, or nothing serves the JetStream API at all
+// (a server started without -js gives "no responders").
+func noJetStream(err error) bool {
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// EnsureKeyValue creates the bucket of cfg, or updates it to cfg. A server
+// without JetStream is ErrNoJetStream.
 func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.CreateKeyValue(ctx, cfg)
 	if errors.Is(err, jetstream.ErrBucketExists) {
-		return js.UpdateKeyValue(ctx, cfg)
+		kv, err = js.UpdateKeyValue(ctx, cfg)
+	}
+	if noJetStream(err) {
+		return nil, ErrNoJetStream
 	}
 	return kv, err
 }
