@@ -290,18 +290,24 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.js != nil {
 		var watchers sync.WaitGroup
 		watchers.Go(func() { g.watchReplies(runCtx) })
+		tried := make(chan struct{}, len(g.inputs))
 		for _, r := range g.inputs {
 			if shared(r) {
 				watchers.Go(func() { g.keepReplies(runCtx, r) })
 			}
 			if !g.cfg.NoOutbound {
-				watchers.Go(func() { g.keepOutbound(runCtx, r) })
+				watchers.Go(func() { g.keepOutbound(runCtx, r, tried) })
 			}
 		}
 		defer func() {
 			cancel()
 			watchers.Wait()
 		}()
+		if !g.cfg.NoOutbound {
+			// The outbound consumers first: a message taken before its
+			// platform's consumer exists could be refused (outbound.go).
+			g.awaitOutbound(runCtx, tried, len(g.inputs))
+		}
 	}
 	errc := make(chan error, len(g.inputs))
 	var wg sync.WaitGroup
@@ -354,7 +360,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	for _, r := range g.inputs {
 		close(r.closed)
 	}
+	g.forgetPending()
 	return errors.Join(errs...)
+}
+
+// forgetPending stops waiting for the replies still expected when Run
+// ends: no input is there to post them or a timeout note (a sibling
+// gateway posts the replies of a shared platform), and no timer of a
+// stopped gateway may fire later.
+func (g *Gateway) forgetPending() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for token, p := range g.pending {
+		g.untrack(token, p)
+	}
 }
 
 // pipelineDepth bounds the messages of one input that are between Recv and

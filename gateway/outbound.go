@@ -20,8 +20,18 @@ import (
 // reads its own (the sessions it holds). Each message is acknowledged once
 // posted.
 
-// keepOutbound reads r's outbound consumer until ctx ends.
-func (g *Gateway) keepOutbound(ctx context.Context, r *running) {
+// firstOutboundWait bounds how long Run waits for the first request of each
+// input's outbound consumer before the inputs start. A router that runs
+// makes the consumer at once; until the consumer exists, a router refuses
+// tell and mail to a platform no gateway has served (router/elsewhere.go),
+// so a message taken before it would be refused for no reason. With no
+// router running, the request fails at once (no responders) and nothing
+// waits.
+const firstOutboundWait = 2 * time.Second
+
+// keepOutbound reads r's outbound consumer until ctx ends. tried gets a
+// value once the first request for it has been answered or has failed.
+func (g *Gateway) keepOutbound(ctx context.Context, r *running, tried chan<- struct{}) {
 	platform := r.in.String()
 	kind := durable.KeepOutboundInstance
 	if shared(r) {
@@ -30,6 +40,10 @@ func (g *Gateway) keepOutbound(ctx context.Context, r *running) {
 	wait := 100 * time.Millisecond
 	for {
 		cc, err := g.consumeOutbound(ctx, r, kind)
+		if tried != nil {
+			tried <- struct{}{}
+			tried = nil
+		}
 		if err == nil {
 			g.log.Debug("outbound consumer read", "input", platform, "kind", kind)
 			<-ctx.Done()
@@ -129,4 +143,21 @@ func (g *Gateway) outboundCore(subject string, data []byte) {
 	}
 	g.metrics.replies.WithLabelValues(r.in.String(), "outbound").Inc()
 	g.deliver(r, ev, false)
+}
+
+// awaitOutbound waits until n values came on tried, firstOutboundWait
+// passed or ctx ended, whichever is first.
+func (g *Gateway) awaitOutbound(ctx context.Context, tried <-chan struct{}, n int) {
+	timer := time.NewTimer(firstOutboundWait)
+	defer timer.Stop()
+	for range n {
+		select {
+		case <-tried:
+		case <-timer.C:
+			g.log.Debug("inputs start before every outbound consumer was asked for", "waited", firstOutboundWait)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }

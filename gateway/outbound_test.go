@@ -205,3 +205,66 @@ func TestOutboundCoreDeliveryPostsOnce(t *testing.T) {
 	}
 	in.NoReply(t, time.Second)
 }
+
+// startCheck is a test input that notes, when it is started, whether its
+// outbound consumer exists.
+type startCheck struct {
+	*adaptertest.Input
+	js       jetstream.JetStream
+	consumer string
+	found    chan error
+}
+
+func (c *startCheck) Start(ctx context.Context) error {
+	s, err := c.js.Stream(ctx, durable.ReplyStream("test"))
+	if err == nil {
+		_, err = s.Consumer(ctx, c.consumer)
+	}
+	c.found <- err
+	return c.Input.Start(ctx)
+}
+
+// An input starts only once its outbound consumer exists, even when the
+// router is slow to make it: a tell or mail taken at once must not find
+// its platform unserved (router/elsewhere.go) and be refused.
+func TestInputsStartAfterTheirOutboundConsumer(t *testing.T) {
+	s := meshtest.NATS(t)
+	rnc := connect(t, s)
+	js, _ := streams(t, rnc)
+	svc, err := natsmicro.AddService(rnc, natsmicro.Config{Name: durable.RouterService, Version: "1.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+	if err := svc.AddEndpoint("keep", natsmicro.HandlerFunc(func(req natsmicro.Request) {
+		time.Sleep(500 * time.Millisecond) // a busy router
+		if err := durable.Keep(context.Background(), js, "test", string(req.Data()), req.Headers().Get(durable.KeepHeader)); err != nil {
+			_ = req.Error("500", err.Error(), nil)
+			return
+		}
+		_ = req.Respond(nil)
+	}), natsmicro.WithEndpointSubject(durable.KeepSubject("test"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := rnc.Flush(); err != nil { // the router is listening
+		t.Fatal(err)
+	}
+
+	in := &startCheck{Input: adaptertest.New("test"), js: js, consumer: durable.InstanceOutboundConsumer("gw-1"), found: make(chan error, 1)}
+	g, err := gateway.New(connect(t, s), []adapter.Input{in}, gateway.Config{Instance: "gw-1", Delivery: durable.JetStream, ShutdownGrace: 100 * time.Millisecond}, meshtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case err := <-in.found:
+		if err != nil {
+			t.Fatalf("the input was started before its outbound consumer existed: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the input was not started within 15s")
+	}
+}

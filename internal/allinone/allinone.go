@@ -20,12 +20,10 @@ import (
 
 	"github.com/botmesh/botmesh/gateway"
 	"github.com/botmesh/botmesh/gateway/adapter"
-	"github.com/botmesh/botmesh/gateway/adapter/mail"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/sdk/admin"
 	"github.com/botmesh/botmesh/sdk/command"
-	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/flagenv"
 	"github.com/botmesh/botmesh/sdk/lan"
 	"github.com/botmesh/botmesh/sdk/mesh"
@@ -251,9 +249,6 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		return nil
 	}
 
-	if err := keepMailOutbound(ctx, m.NATS(), inputs); err != nil {
-		return err
-	}
 	g, err := gateway.New(m.NATS(), inputs, cfg.Gateway, log)
 	if err != nil {
 		return err
@@ -482,22 +477,4 @@ func removeIfOurs(path, password string, log *slog.Logger) {
 	if err := os.Remove(path); err != nil {
 		log.Warn("cannot remove the credentials file", "creds_file", path, "err", err)
 	}
-}
-
-// keepMailOutbound makes the mail output's outbound consumer before any
-// input takes a message when inputs has the mail output: the gateway asks
-// for it as it starts, and a "mail" piped in at once would otherwise find
-// that no mail output has run yet (router/elsewhere.go) and be refused.
-func keepMailOutbound(ctx context.Context, nc *nats.Conn, inputs []adapter.Input) error {
-	for _, in := range inputs {
-		if in.String() != mail.Name {
-			continue
-		}
-		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if _, err := durable.RequestOutboundConsumer(kctx, nc, mail.Name, "allinone", durable.KeepOutboundShared); err != nil {
-			return fmt.Errorf("the mail output's outbound path: %w", err)
-		}
-	}
-	return nil
 }
