@@ -210,6 +210,13 @@ func (r *Router) resolve(ctx context.Context, key string, words []string) (targe
 	if !ok {
 		cmd, ok = r.dir.Lookup(ctx, words[0])
 	}
+	if !ok {
+		// The service's registration may have come while the registry
+		// was asked (a lookup waits for answers): such a command is
+		// there, not unknown, nor "gone" (e2e's TestIntegrationMultiProcess
+		// once got "gone" for a service found during the lookup).
+		cmd, ok = r.dir.Match(words)
+	}
 	return target{name: cmd.Pattern(), cmd: cmd}, ok
 }
 
