@@ -157,9 +157,7 @@ func (r *Router) helpEntries(ev *chatopsv1.Event) []helpEntry {
 			out = append(out, e)
 		}
 	}
-	cmds := r.dir.Commands()
-	r.noteSeen(cmds)
-	for _, c := range cmds {
+	for _, c := range r.dir.Commands() {
 		add(serviceEntry(c))
 	}
 	sort.SliceStable(out, func(i, j int) bool {

@@ -264,8 +264,6 @@ type Router struct {
 	running sync.Map
 	svcID   string // this router's id in the NATS service API
 
-	seen seenCommands // for "gone" (gone.go)
-
 	silentMu sync.Mutex
 	silent   map[string]time.Time // router id → first unanswered ping
 
@@ -373,7 +371,6 @@ func (r *Router) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	go r.trackSeen(dirCtx)
 
 	r.useJetStream(ctx)
 

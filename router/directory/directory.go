@@ -102,7 +102,8 @@ type Directory struct {
 	kick      chan struct{} // resync now: the connection has settled after an outage
 
 	mu       sync.RWMutex
-	services map[string]*entry // by registry name
+	services map[string]*entry      // by registry name
+	gone     map[string]GoneCommand // commands no longer served, by pattern (goneMax at most)
 	help     HelpFunc
 	ctx      context.Context // Run's context, for Help calls started by events
 
@@ -386,10 +387,9 @@ func (d *Directory) apply(action string, svc *registry.Service) {
 		for _, n := range svc.Nodes {
 			e.forget(n.Id)
 		}
-		e.dropGoneVersions(svc.Name)
+		d.setCommandsLocked(e, e.dropGoneVersions(svc.Name))
 		if len(e.nodes) == 0 {
-			delete(d.services, svc.Name)
-			d.log.Info("command service gone", "service", svc.Name)
+			d.removeLocked(svc.Name, e)
 		}
 	default: // create, update
 		if len(svc.Nodes) == 0 {
@@ -427,7 +427,7 @@ func (d *Directory) addLocked(service string) *entry {
 		helps:    map[string]*chatopsv1.HelpResponse{},
 		fetching: map[string]bool{},
 	}
-	e.commands = defaultCommands(service, name, nil)
+	d.setCommandsLocked(e, defaultCommands(service, name, nil))
 	d.services[service] = e
 	d.misses.Delete(service)
 	d.log.Info("command service found", "service", service, "command", name)
@@ -477,8 +477,14 @@ func (d *Directory) fetchHelpLocked(service string, e *entry) {
 				d.log.Warn("command service did not answer Help", "service", service, "version", version, "err", err)
 				return
 			}
+			// Until the first Help, e has the name's command (the Micro
+			// Bot's rule): that one is not gone when Help replaces it.
+			guessed := len(e.helps) == 0
 			e.helps[version] = rsp
-			e.commands = e.commandsOf(service)
+			if guessed {
+				e.commands = nil
+			}
+			d.setCommandsLocked(e, e.commandsOf(service))
 			d.log.Debug("command service help", "service", service, "version", version, "commands", len(e.commands))
 		}()
 	}
@@ -496,8 +502,9 @@ func (e *entry) versions() []string {
 	return out
 }
 
-// dropGoneVersions forgets the Help of versions no node serves any more.
-func (e *entry) dropGoneVersions(service string) {
+// dropGoneVersions forgets the Help of versions no node serves any more,
+// and returns e's commands as they are then.
+func (e *entry) dropGoneVersions(service string) []Command {
 	live := e.versions()
 	changed := false
 	for v := range e.helps {
@@ -507,8 +514,76 @@ func (e *entry) dropGoneVersions(service string) {
 		}
 	}
 	if changed {
-		e.commands = e.commandsOf(service)
+		return e.commandsOf(service)
 	}
+	return e.commands
+}
+
+// goneMax bounds the commands remembered as gone; the longest gone go
+// first.
+const goneMax = 1000
+
+// GoneCommand is a command no longer served, and when it last was.
+type GoneCommand struct {
+	Command
+	Last time.Time
+}
+
+// setCommandsLocked gives e the commands cmds, and remembers those it
+// had and has no more as gone now; d.mu is held.
+func (d *Directory) setCommandsLocked(e *entry, cmds []Command) {
+	for _, old := range e.commands {
+		if !slices.ContainsFunc(cmds, func(c Command) bool { return c.Pattern() == old.Pattern() }) {
+			d.noteGoneLocked(old)
+		}
+	}
+	for _, c := range cmds {
+		delete(d.gone, c.Pattern())
+	}
+	e.commands = cmds
+}
+
+// removeLocked removes the service name, whose last node has left; d.mu
+// is held.
+func (d *Directory) removeLocked(name string, e *entry) {
+	for _, c := range e.commands {
+		d.noteGoneLocked(c)
+	}
+	delete(d.services, name)
+	d.log.Info("command service gone", "service", name)
+}
+
+func (d *Directory) noteGoneLocked(c Command) {
+	if d.gone == nil {
+		d.gone = map[string]GoneCommand{}
+	}
+	d.gone[c.Pattern()] = GoneCommand{Command: c, Last: d.now()}
+	for len(d.gone) > goneMax {
+		oldest := ""
+		for p, g := range d.gone {
+			if oldest == "" || g.Last.Before(d.gone[oldest].Last) {
+				oldest = p
+			}
+		}
+		delete(d.gone, oldest)
+	}
+}
+
+// Gone returns the command that words start (the longest) among those
+// this directory knew and no longer has: words that match no command now
+// may name one whose service is gone. The memory is this directory's: one
+// started after a service left does not know it was there.
+func (d *Directory) Gone(words []string) (GoneCommand, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var best GoneCommand
+	found := false
+	for _, g := range d.gone {
+		if prefixFold(g.Words, words) && (!found || len(g.Words) > len(best.Words)) {
+			best, found = g, true
+		}
+	}
+	return best, found
 }
 
 // commandsOf returns the commands of every version that answered Help,
@@ -792,10 +867,9 @@ func (d *Directory) prune(l listing, since time.Time) {
 			}
 			e.forget(id)
 		}
-		e.dropGoneVersions(name)
+		d.setCommandsLocked(e, e.dropGoneVersions(name))
 		if len(e.nodes) == 0 {
-			delete(d.services, name)
-			d.log.Info("command service gone", "service", name)
+			d.removeLocked(name, e)
 		}
 	}
 	if kept > 0 {
