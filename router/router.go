@@ -322,10 +322,18 @@ func New(m *mesh.Mesh, cfg Config, opts ...Option) (*Router, error) {
 		}
 	}
 	r.builtins = builtin.Commands(r.now)
+	connChanges := make(chan struct{}, 1)
+	m.OnConnectionChange(func() {
+		select {
+		case connChanges <- struct{}{}:
+		default: // one is waiting already: the directory looks again anyway
+		}
+	})
 	r.dir = directory.New(m.Registry(), m.Namespace(),
 		directory.WithLogger(r.log.With("part", "directory")),
 		directory.WithResync(cfg.ResyncInterval),
 		directory.WithConnected(m.NATS().IsConnected),
+		directory.WithConnectionChanges(connChanges),
 		directory.WithCallable(m.CanCall))
 	r.cl = m.NewClient(
 		client.Selector(r.dir.Selector()),

@@ -93,13 +93,14 @@ type Directory struct {
 	warmup time.Duration
 	now    func() time.Time
 
-	connected func() bool   // nil: the connection's state is unknown
-	callable  CallableFunc  // nil: every node
-	settle    time.Duration // after a reconnect, listings remove nothing
-	confirm   time.Duration // between a listing that lacks nodes and the one that confirms it
-	outage    time.Duration // how long a listing lacking most services must persist; 0: default
-	lastDown  atomic.Int64  // d.now() in Unix ns when connected() was last seen false; 0: never
-	kick      chan struct{} // resync now: the connection has settled after an outage
+	connected func() bool     // nil: the connection's state is unknown
+	changes   <-chan struct{} // nil: connected is polled
+	callable  CallableFunc    // nil: every node
+	settle    time.Duration   // after a reconnect, listings remove nothing
+	confirm   time.Duration   // between a listing that lacks nodes and the one that confirms it
+	outage    time.Duration   // how long a listing lacking most services must persist; 0: default
+	lastDown  atomic.Int64    // d.now() in Unix ns when connected() was last seen false; 0: never
+	kick      chan struct{}   // resync now: the connection has settled after an outage
 
 	mu       sync.RWMutex
 	services map[string]*entry      // by registry name
@@ -140,6 +141,14 @@ func WithWarmup(d time.Duration) Option { return func(dd *Directory) { dd.warmup
 // again until their deadline (Settling). Without it the directory cannot
 // tell an outage from services leaving, and relies on the outage grace.
 func WithConnected(f func() bool) Option { return func(d *Directory) { d.connected = f } }
+
+// WithConnectionChanges gives the directory a channel that gets a value
+// when the NATS connection is lost or comes back (mesh.OnConnectionChange):
+// then it looks at the connection only after a change and while it
+// settles, instead of every connPoll.
+func WithConnectionChanges(ch <-chan struct{}) Option {
+	return func(d *Directory) { d.changes = ch }
+}
 
 // WithSettle sets how long after the NATS connection comes back listings
 // remove nothing (default 5s): the services' own connections come back at
@@ -261,7 +270,8 @@ func (d *Directory) Run(ctx context.Context, help HelpFunc) error {
 	}
 }
 
-// connPoll is how often the NATS connection's state is looked at: often
+// connPoll is how often the NATS connection's state is looked at (only
+// while it settles after a change, with WithConnectionChanges): often
 // enough to see any outage that matters (a reconnect takes at least the
 // 250ms reconnect wait), and cheap (a read under a lock). It wakes an idle
 // router: every 100ms it was a ninth of an idle all-in-one's wake-ups.
@@ -279,10 +289,24 @@ func (d *Directory) pollConnection(ctx context.Context) {
 	defer t.Stop()
 	wasSettled := true
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if d.changes != nil && wasSettled {
+			// Settled: nothing to look at until the connection changes.
+			t.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.changes:
+				d.lastDown.Store(d.now().UnixNano()) // lost, or just back
+			}
+			t.Reset(connPoll)
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.changes: // nil without WithConnectionChanges
+				d.lastDown.Store(d.now().UnixNano())
+			case <-t.C:
+			}
 		}
 		settled := d.settled()
 		switch {

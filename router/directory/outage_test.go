@@ -255,3 +255,54 @@ func TestSyncConfirms(t *testing.T) {
 		t.Error("a service both listings lacked was kept")
 	}
 }
+
+// Once the connection has settled after an outage, the directory checks
+// its view at once (not at the next hourly resync): a service that left
+// during the outage is dropped, after the settle time. The connection is
+// polled, or, with WithConnectionChanges, looked at when it changes.
+func TestResyncOnceSettled(t *testing.T) {
+	for _, withChanges := range []bool{false, true} {
+		name := "polled"
+		if withChanges {
+			name = "told of changes"
+		}
+		t.Run(name, func(t *testing.T) {
+			reg := newOutageRegistry()
+			for _, s := range []*registry.Service{svc("go.micro.bot.echo", "e1"), svc("go.micro.bot.a", "a1"), svc("go.micro.bot.b", "b1")} {
+				if err := reg.Register(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var up atomic.Bool
+			up.Store(true)
+			changes := make(chan struct{}, 1)
+			set := func(v bool) {
+				up.Store(v)
+				if withChanges {
+					changes <- struct{}{}
+				}
+			}
+			const settle = 300 * time.Millisecond
+			opts := []Option{WithConnected(up.Load), WithSettle(settle), WithResync(time.Hour), WithConfirm(10 * time.Millisecond)}
+			if withChanges {
+				opts = append(opts, WithConnectionChanges(changes))
+			}
+			d := runDirectory(t, reg, opts...)
+			if !has(d, "echo") {
+				t.Fatal("echo not known at start")
+			}
+			set(false)
+			eventually(t, "settling seen", d.Settling)
+			reg.hide("go.micro.bot.echo") // left during the outage
+			set(true)
+			back := time.Now()
+			eventually(t, "echo dropped once settled", func() bool { return !has(d, "echo") })
+			if took := time.Since(back); took < settle {
+				t.Errorf("echo dropped %s after the connection came back, before the %s settle time", took, settle)
+			}
+			if !has(d, "a") || !has(d, "b") {
+				t.Error("a service still there was dropped")
+			}
+		})
+	}
+}

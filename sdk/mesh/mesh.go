@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/botmesh/botmesh/sdk/lan"
@@ -192,7 +194,35 @@ type Mesh struct {
 
 	others      callers             // for nodes on another transport than tr
 	perNodeOpts []client.CallOption // the last options of every call (perNodeClient)
+	changes     *connChanges        // OnConnectionChange's functions
 }
+
+// connChanges are the functions called when the NATS connection is lost
+// or comes back.
+type connChanges struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (c *connChanges) add(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, f)
+}
+
+func (c *connChanges) changed() {
+	c.mu.Lock()
+	fns := slices.Clone(c.fns)
+	c.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+}
+
+// OnConnectionChange calls f each time the mesh's NATS connection is lost
+// or comes back, from nats.go's callback goroutine: f must not block. It
+// lets a part watch the connection without polling it.
+func (m *Mesh) OnConnectionChange(f func()) { m.changes.add(f) }
 
 // Option configures Connect.
 type Option func(*options) error
@@ -264,6 +294,20 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 	if err != nil {
 		return nil, err
 	}
+	changes := &connChanges{}
+	lost, back := nopts.DisconnectedErrCB, nopts.ReconnectedCB
+	nopts.DisconnectedErrCB = func(nc *nats.Conn, err error) {
+		if lost != nil {
+			lost(nc, err)
+		}
+		changes.changed()
+	}
+	nopts.ReconnectedCB = func(nc *nats.Conn) {
+		if back != nil {
+			back(nc)
+		}
+		changes.changed()
+	}
 	connected := make(chan struct{}, 1)
 	nopts.ConnectedCB = func(*nats.Conn) {
 		select {
@@ -286,7 +330,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 	}
 	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 
-	m := &Mesh{cfg: cfg, log: log, nc: nc, brk: broker.NewMemoryBroker(), mlog: NewMicroLogger(log.With("component", "go-micro"))}
+	m := &Mesh{cfg: cfg, log: log, nc: nc, brk: broker.NewMemoryBroker(), mlog: NewMicroLogger(log.With("component", "go-micro")), changes: changes}
 	// The go-micro plugins open their own connections: give them the same
 	// servers and credentials, without our callbacks.
 	pluginOpts := nopts
