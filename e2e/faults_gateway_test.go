@@ -11,7 +11,7 @@ import (
 	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/fakeslack"
 	"github.com/botmesh/botmesh/gateway/adapter/adaptertest/ircdtest"
 	"github.com/botmesh/botmesh/sdk/durable"
-	"github.com/nats-io/nats.go"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -142,15 +142,7 @@ func TestIntegrationFaultSlackGatewayKilled(t *testing.T) {
 // the mesh at url.
 func waitReplyConsumers(t *testing.T, url, platform string, instances ...string) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := meshtest.JetStream(t, url)
 	waitFor(t, 30*time.Second, "the gateways' reply consumers", func() bool {
 		s, err := js.Stream(context.Background(), durable.ReplyStream(platform))
 		if err != nil {

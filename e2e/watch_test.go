@@ -10,6 +10,7 @@ import (
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/durable"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -29,15 +30,8 @@ type testGateway struct {
 
 func newTestGateway(t *testing.T, url string) *testGateway {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := meshtest.JetStream(t, url)
+	nc := js.Conn()
 	sub, err := nc.SubscribeSync(chatopsv1.SubjectOut("test", "gw1"))
 	if err != nil {
 		t.Fatal(err)

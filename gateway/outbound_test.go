@@ -22,7 +22,15 @@ import (
 // keepConsumers makes the consumers gateways ask for, as routers do.
 func keepConsumers(t *testing.T, svc natsmicro.Service, js jetstream.JetStream) {
 	t.Helper()
+	keepConsumersAfter(t, svc, js, 0)
+}
+
+// keepConsumersAfter is keepConsumers by a router that takes delay to
+// answer.
+func keepConsumersAfter(t *testing.T, svc natsmicro.Service, js jetstream.JetStream, delay time.Duration) {
+	t.Helper()
 	if err := svc.AddEndpoint("keep-replies", natsmicro.HandlerFunc(func(req natsmicro.Request) {
+		time.Sleep(delay)
 		if err := durable.Keep(context.Background(), js, "test", string(req.Data()), req.Headers().Get(durable.KeepHeader)); err != nil {
 			_ = req.Error("500", err.Error(), nil)
 			return
@@ -236,17 +244,8 @@ func TestInputsStartAfterTheirOutboundConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = svc.Stop() })
-	if err := svc.AddEndpoint("keep", natsmicro.HandlerFunc(func(req natsmicro.Request) {
-		time.Sleep(500 * time.Millisecond) // a busy router
-		if err := durable.Keep(context.Background(), js, "test", string(req.Data()), req.Headers().Get(durable.KeepHeader)); err != nil {
-			_ = req.Error("500", err.Error(), nil)
-			return
-		}
-		_ = req.Respond(nil)
-	}), natsmicro.WithEndpointSubject(durable.KeepSubject("test"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := rnc.Flush(); err != nil { // the router is listening
+	keepConsumersAfter(t, svc, js, 500*time.Millisecond) // a busy router
+	if err := rnc.Flush(); err != nil {                  // the router is listening
 		t.Fatal(err)
 	}
 

@@ -74,15 +74,7 @@ func records(t *testing.T, js jetstream.JetStream) []audit.Record {
 
 func recorder(t *testing.T, s *server.Server, wrap func(jetstream.JetStream) jetstream.JetStream) (*audit.Recorder, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := meshtest.JetStream(t, s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rec, err := audit.New(ctx, slog.New(slog.DiscardHandler), wrap(js), audit.StreamConfig{})

@@ -10,7 +10,6 @@ import (
 	"github.com/botmesh/botmesh/sdk/durable"
 	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -18,13 +17,7 @@ import (
 // about it in one sentence; on one with JetStream, an invalid config names
 // the stream.
 func TestEnsureStreamWithoutJetStream(t *testing.T) {
-	s := meshtest.NATS(t, func(o *server.Options) { o.JetStream = false })
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js := meshtest.JetStream(t, meshtest.NATS(t, func(o *server.Options) { o.JetStream = false }).ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	makers := map[string]func() (jetstream.Stream, error){
@@ -42,19 +35,8 @@ func TestEnsureStreamWithoutJetStream(t *testing.T) {
 		t.Errorf("bucket without JetStream: %v, want %v", err, durable.ErrNoJetStream)
 	}
 
-	js2, _ := jetstream.New(meshtestConn(t))
-	_, err = durable.EnsureStreamConfig(ctx, js2, jetstream.StreamConfig{Name: "BAD", Subjects: []string{"a.>", "a.b"}})
+	_, err := durable.EnsureStreamConfig(ctx, meshtest.JetStream(t, meshtest.NATS(t).ClientURL()), jetstream.StreamConfig{Name: "BAD", Subjects: []string{"a.>", "a.b"}})
 	if err == nil || !strings.HasPrefix(err.Error(), "durable: stream BAD: ") {
 		t.Errorf("overlapping subjects: %v, want an error naming the stream", err)
 	}
-}
-
-func meshtestConn(t *testing.T) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(meshtest.NATS(t).ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
 }

@@ -18,13 +18,7 @@ import (
 // once the events stream is there reach it, once each, and the inbound
 // stream keeps every message.
 func TestEventsAddedToAnEarlierInboundStream(t *testing.T) {
-	s := meshtest.NATS(t)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	js := meshtest.JetStream(t, meshtest.NATS(t).ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: durable.Stream, Subjects: []string{chatopsv1.SubjectInAll},

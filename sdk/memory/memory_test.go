@@ -27,16 +27,7 @@ func req(platform, team, user, channel string) *chatopsv1.ExecRequest {
 
 func connect(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return meshtest.JetStream(t, url, opts...)
 }
 
 func ctx(t *testing.T) context.Context {

@@ -14,6 +14,22 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// JetStream connects to the NATS server at url with opts, closing the
+// connection when the test ends; its Conn is the connection.
+func JetStream(tb testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js
+}
+
 // RouterStreams does on nc what routers do for stream processors
 // (sdk/stream), for tests without a router: it makes the inbound stream
 // (with its copy to the events stream) and the reply streams of
