@@ -24,7 +24,9 @@ func runAllInOne(ctx context.Context, cfg Config, dir string) (*AllInOne, *Idle,
 	defer logFile.Close()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+max(cfg.Idle, 0)+60*time.Second)
 	defer cancel()
-	args := []string{"--no_demo"}
+	// Its own data directory: a run never reads what earlier runs (or the
+	// user's own botmesh) stored, nor leaves its audit records behind.
+	args := []string{"--no_demo", "--data_dir", filepath.Join(dir, "botmesh-data")}
 	var profileURL string
 	if cfg.ProfileDir != "" {
 		port, err := freePort()
