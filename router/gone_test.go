@@ -4,12 +4,17 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/router"
 	"github.com/botmesh/botmesh/router/policy"
+	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/meshtest"
 	"github.com/botmesh/botmesh/services/echo"
+	"go-micro.dev/v4/registry"
 )
 
 // A command whose service was removed is "gone", with the service and
@@ -68,5 +73,42 @@ rules:
 	}
 	if rep := e.askAs("U9", "list services"); !isError(rep) || !strings.HasPrefix(string(rep.GetData()), `unknown command "list services"`) {
 		t.Errorf("a user who may not list services: got %s %q, want it unknown", rep.GetType(), rep.GetData())
+	}
+}
+
+// lateRegistry answers the first lookup of its late service with "not
+// found" and registers the service meanwhile: a service that starts while
+// the router asks the registry about it.
+type lateRegistry struct {
+	registry.Registry
+	late *registry.Service
+	once sync.Once
+}
+
+func (l *lateRegistry) GetService(name string, opts ...registry.GetOption) ([]*registry.Service, error) {
+	first := false
+	if name == l.late.Name {
+		l.once.Do(func() { first = true })
+	}
+	if !first {
+		return l.Registry.GetService(name, opts...)
+	}
+	if err := l.Registry.Register(l.late); err != nil {
+		return nil, err
+	}
+	time.Sleep(500 * time.Millisecond) // its registration reaches the router's directory meanwhile
+	return nil, registry.ErrNotFound
+}
+
+// A command whose service registers while the router asks the registry
+// about it runs: it is neither unknown nor "gone" (e2e once got `"echo" is
+// gone: … last seen 0s ago` for a service that had just started).
+func TestServiceFoundDuringItsLookupRuns(t *testing.T) {
+	s := meshtest.NATS(t)
+	svc, _ := (&env{t: t, s: s}).nodeOver("late", "nats", "on time")
+	reg := &lateRegistry{Registry: meshtest.Mesh(t, s, nil).Registry(), late: svc}
+	e := newEnvOn(t, s, router.Config{}, mesh.WithRegistry(reg))
+	if rep := e.ask("late hi"); !isReply(rep) || string(rep.GetData()) != "on time" {
+		t.Fatalf("late hi: %s %q", rep.GetType(), rep.GetData())
 	}
 }

@@ -38,10 +38,10 @@ func newEnv(t *testing.T, cfg router.Config) *env {
 	return newEnvOn(t, meshtest.NATS(t), cfg)
 }
 
-// newEnvOn starts a router on the NATS server s.
-func newEnvOn(t *testing.T, s *server.Server, cfg router.Config) *env {
+// newEnvOn starts a router on the NATS server s, its mesh made with opts.
+func newEnvOn(t *testing.T, s *server.Server, cfg router.Config, opts ...mesh.Option) *env {
 	t.Helper()
-	m := meshtest.Mesh(t, s, nil)
+	m := meshtest.Mesh(t, s, nil, opts...)
 	r, err := router.New(m, cfg)
 	if err != nil {
 		t.Fatal(err)

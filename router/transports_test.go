@@ -26,6 +26,18 @@ import (
 // deregistering, as a crashed process leaves its registration behind.
 func (e *env) serveOver(name, transport, reply string) (kill func()) {
 	e.t.Helper()
+	svc, kill := e.nodeOver(name, transport, reply)
+	reg := meshtest.Mesh(e.t, e.s, nil).Registry()
+	if err := reg.Register(svc); err != nil {
+		e.t.Fatal(err)
+	}
+	return kill
+}
+
+// nodeOver is serveOver without the registration in the NATS registry: it
+// returns the registration, for the test to make.
+func (e *env) nodeOver(name, transport, reply string) (*registry.Service, func()) {
+	e.t.Helper()
 	own := registry.NewMemoryRegistry()
 	m := meshtest.Mesh(e.t, e.s, func(c *mesh.Config) {
 		c.Transport = transport
@@ -51,7 +63,7 @@ func (e *env) serveOver(name, transport, reply string) (kill func()) {
 	if got := node.Metadata["transport"]; got != transport {
 		e.t.Fatalf("%s registered transport %q, want %q", name, got, transport)
 	}
-	kill = func() { _ = srv.Stop() }
+	kill := func() { _ = srv.Stop() }
 	if transport == "http" {
 		// go-micro's server keeps serving the connections it accepted
 		// after Stop; a proxy in front of it can drop them all, as a
@@ -60,11 +72,7 @@ func (e *env) serveOver(name, transport, reply string) (kill func()) {
 		node.Address = p.addr
 		kill = p.cut
 	}
-	reg := meshtest.Mesh(e.t, e.s, nil).Registry()
-	if err := reg.Register(svcs[0]); err != nil {
-		e.t.Fatal(err)
-	}
-	return kill
+	return svcs[0], kill
 }
 
 // One command served by a node on http, one on NATS and one on gRPC (go-micro's
