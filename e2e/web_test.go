@@ -598,8 +598,10 @@ func TestWebChatBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The backlog answers messages the page sent before (ids b0…, c0…):
-	// the page shows each as a reply of its own.
+	// The backlog answers messages the page sent before (ids x0…, y0…):
+	// the page shows each as a reply of its own. The page's own ids are
+	// hexadecimal: a batch named by a hex digit ("b") also matched the
+	// bubble of the page's "status" when its id began with that digit.
 	prefix := ev.Id[:strings.LastIndex(ev.Id, ":")+1]
 	burst := func(batch string, n int) {
 		t.Helper()
@@ -631,14 +633,14 @@ func TestWebChatBacklog(t *testing.T) {
 
 	const n = 500
 	began := time.Now()
-	burst("b", n)
-	webRun(t, ctx, "the burst shown", webWait(fmt.Sprintf(`document.querySelectorAll('.msg.bot[data-for^="b"]').length >= %d`, n)))
+	burst("x", n)
+	webRun(t, ctx, "the burst shown", webWait(fmt.Sprintf(`document.querySelectorAll('.msg.bot[data-for^="x"]').length >= %d`, n)))
 	t.Logf("%d replies shown %s after the burst began", n, time.Since(began).Round(time.Millisecond))
-	ids := shown("b")
+	ids := shown("x")
 	if len(ids) != n {
 		t.Fatalf("the page shows %d replies of %d", len(ids), n)
 	}
-	inOrder("b", ids, 0)
+	inOrder("x", ids, 0)
 	if s := webText(t, ctx, `document.getElementById('log').innerText`); strings.Contains(s, "dropped") {
 		t.Errorf("the page says replies were dropped:\n%s", s)
 	}
@@ -647,7 +649,7 @@ func TestWebChatBacklog(t *testing.T) {
 	// server keeps; back, it says how many it missed and shows the rest.
 	webRun(t, ctx, "leave", chromedp.Navigate("about:blank"))
 	const m = 1500
-	burst("c", m)
+	burst("y", m)
 	webOpen(t, ctx, url)
 	webRun(t, ctx, "the notice", webWait(`Array.from(document.querySelectorAll('.notice'), (n) => n.innerText).some((s) => s.includes('were dropped while you were away'))`))
 	notice := webText(t, ctx, `Array.from(document.querySelectorAll('.notice'), (n) => n.innerText).find((s) => s.includes('were dropped'))`)
@@ -655,12 +657,12 @@ func TestWebChatBacklog(t *testing.T) {
 	if _, err := fmt.Sscanf(notice, "%d replies were dropped while you were away", &missed); err != nil || missed <= 0 || missed >= m {
 		t.Fatalf("notice %q: want how many replies were dropped", notice)
 	}
-	webRun(t, ctx, "the rest shown", webWait(fmt.Sprintf(`document.querySelectorAll('.msg.bot[data-for^="c"]').length >= %d`, m-missed)))
-	ids = shown("c")
+	webRun(t, ctx, "the rest shown", webWait(fmt.Sprintf(`document.querySelectorAll('.msg.bot[data-for^="y"]').length >= %d`, m-missed)))
+	ids = shown("y")
 	if len(ids) != m-missed {
 		t.Fatalf("after the notice of %d missed the page shows %d replies of %d", missed, len(ids), m)
 	}
-	inOrder("c", ids, missed)
+	inOrder("y", ids, missed)
 	webScreenshot(t, ctx, "web-chat-backlog.png")
 }
 
