@@ -24,7 +24,11 @@ func TestGreeter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	c := meshtest.Mesh(t, s, nil).NewClient()
+	client := meshtest.Mesh(t, s, nil)
+	// Found by the client's registry first, as a caller would wait for it
+	// (a CI run called it at once: "service greeter: not found").
+	meshtest.WaitRegistered(t, client.Registry(), greeter.Name, greeter.Name+"-"+srv.Options().Id)
+	c := client.NewClient()
 	ctx := context.Background()
 
 	g := greeterv1.NewGreeterService(greeter.Name, c)
