@@ -144,7 +144,15 @@ func transientSetup(err error) bool {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return true
 	case errors.As(err, &apiErr):
-		return apiErr.ErrorCode == 10008 // JetStream temporarily unavailable
+		switch apiErr.ErrorCode {
+		case 10008: // JetStream temporarily unavailable
+			return true
+		case 10049: // nats-server JSStreamStoreFailedF
+			// "error creating store for stream": seen once in CI, a
+			// moment after the old reply stream was removed, while
+			// many other tests ran; the next attempt is worth making.
+			return true
+		}
 	}
 	return false
 }
