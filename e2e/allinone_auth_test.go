@@ -24,6 +24,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/flagenv"
 	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/meshtest"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"github.com/nats-io/nats.go"
 )
 
@@ -97,7 +98,7 @@ func TestAllInOneAuthPort(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), mode)
 		}
 	}
-	cf, err := mesh.ReadCredsFile(credsPath)
+	cf, err := natsconn.ReadCredsFile(credsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestAllInOneAuthBotctl(t *testing.T) {
 	if fi.Mode() != 0o600 {
 		t.Errorf("credentials file mode %v", fi.Mode())
 	}
-	cf, err := mesh.ReadCredsFile(credsPath)
+	cf, err := natsconn.ReadCredsFile(credsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestAllInOneAuthBotctl(t *testing.T) {
 
 	t.Run("botctl with a wrong file", func(t *testing.T) {
 		wrong := filepath.Join(t.TempDir(), "wrong.creds")
-		if err := mesh.WriteCredsFile(wrong, mesh.CredsFile{URL: cf.URL, User: "admin", Password: mesh.GeneratePassword()}); err != nil {
+		if err := natsconn.WriteCredsFile(wrong, natsconn.CredsFile{URL: cf.URL, User: "admin", Password: natsconn.GeneratePassword()}); err != nil {
 			t.Fatal(err)
 		}
 		out, errs, code := botctl(t, t.TempDir(), "--nats_creds", wrong, register, "yes")
@@ -270,7 +271,7 @@ func TestAllInOneAuthBeyondLoopback(t *testing.T) {
 	credsPath := filepath.Join(t.TempDir(), "botmesh", "allinone.creds")
 	in := adaptertest.New("test")
 	runAllInOne(t, allinone.Config{NATSHost: "0.0.0.0", NATSPort: -1, CredsFile: credsPath, Router: router.Config{Timeout: 5 * time.Second}, Gateway: gateway.Config{ReplyTimeout: 10 * time.Second}}, nil, in)
-	cf, err := mesh.ReadCredsFile(credsPath)
+	cf, err := natsconn.ReadCredsFile(credsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

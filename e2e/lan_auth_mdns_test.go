@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 )
 
 // Issue 12 over real mDNS: anyone on the LAN can announce a NATS server.
@@ -40,7 +40,7 @@ func TestMDNSLANAuth(t *testing.T) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("greeter still running:\n%s", g.stderr.String())
 		}
-		want := "greeter: mesh: refusing the NATS server found on the LAN at " + url + ": it does not offer TLS, and this process sends its credentials only to a server whose TLS certificate it verifies."
+		want := "greeter: refusing the NATS server found on the LAN at " + url + ": it does not offer TLS, and this process sends its credentials only to a server whose TLS certificate it verifies."
 		if g.err == nil || !strings.Contains(g.stderr.String(), want) {
 			t.Errorf("exit %v; stderr:\n%s\nwant a line with:\n%s", g.err, g.stderr.String(), want)
 		}
@@ -48,7 +48,7 @@ func TestMDNSLANAuth(t *testing.T) {
 
 	t.Run("a credentials file is not sent to a server it does not verify", func(t *testing.T) {
 		creds := filepath.Join(t.TempDir(), "mesh.creds")
-		if err := mesh.WriteCredsFile(creds, mesh.CredsFile{User: "admin", Password: mesh.GeneratePassword()}); err != nil {
+		if err := natsconn.WriteCredsFile(creds, natsconn.CredsFile{User: "admin", Password: natsconn.GeneratePassword()}); err != nil {
 			t.Fatal(err)
 		}
 		g := start(t, "greeter-creds", "greeter", noAddress, "--find_nats", "--nats_creds", creds, "--log_level", "info")

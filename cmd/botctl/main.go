@@ -4,7 +4,7 @@
 // error.
 //
 // Given no NATS credentials, botctl uses the file the all-in-one (botmesh)
-// writes at start (mesh.DefaultCredsFile), and the server's URL in it
+// writes at start (natsconn.DefaultCredsFile), and the server's URL in it
 // unless --nats_url is given: against the all-in-one of the same user it
 // needs no flags.
 //
@@ -29,7 +29,7 @@ import (
 	"github.com/botmesh/botmesh/gateway/adapter"
 	chatopsv1 "github.com/botmesh/botmesh/proto/chatops/v1"
 	"github.com/botmesh/botmesh/sdk/boot"
-	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 )
@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 			break
 		}
 	}
-	spec := boot.Spec{Name: "botctl", Args: flagArgs, LogTo: os.Stderr, NATSOnly: true, LogLevel: "error"}
+	spec := boot.Spec{Name: "botctl", Args: flagArgs, LogTo: os.Stderr, LogLevel: "error"}
 	mcfg, log, err := boot.Parse(fs, spec)
 	if err != nil {
 		return err
@@ -122,13 +122,13 @@ type credsUse struct {
 // useCredsFile completes cfg from a botmesh credentials file: the default
 // one when no credentials were given and it exists, and the URL in it when
 // no address was given.
-func useCredsFile(cfg *mesh.Config, natsGiven bool) credsUse {
+func useCredsFile(cfg *natsconn.Config, natsGiven bool) credsUse {
 	var cu credsUse
 	switch {
 	case cfg.Auth.Creds != "":
 		cu.file = cfg.Auth.Creds
 	case !cfg.Auth.HasCredentials():
-		def, err := mesh.DefaultCredsFile()
+		def, err := natsconn.DefaultCredsFile()
 		if err != nil {
 			return cu
 		}
@@ -143,7 +143,7 @@ func useCredsFile(cfg *mesh.Config, natsGiven bool) credsUse {
 	if natsGiven || cfg.FindNATS {
 		return cu
 	}
-	if cf, err := mesh.ReadCredsFile(cu.file); err == nil && cf.URL != "" {
+	if cf, err := natsconn.ReadCredsFile(cu.file); err == nil && cf.URL != "" {
 		cfg.NATSURL, cu.urlFromFile = cf.URL, true
 		if cfg.ConnectWait == 0 {
 			cfg.ConnectWait = credsWait
@@ -154,15 +154,15 @@ func useCredsFile(cfg *mesh.Config, natsGiven bool) credsUse {
 
 // connect connects to the mesh; a server that refuses botctl's credentials
 // ends the wait at once, with a sentence that says what to do.
-func connect(ctx context.Context, cfg mesh.Config, cu credsUse, log *slog.Logger) (*mesh.Mesh, error) {
+func connect(ctx context.Context, cfg natsconn.Config, cu credsUse, log *slog.Logger) (*natsconn.Conn, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	refused := mesh.WithNATSOptions(nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+	refused := natsconn.WithNATSOptions(nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 		if authError(err) || errors.Is(err, nats.ErrTLS) {
 			cancel(err)
 		}
 	}))
-	m, err := mesh.Connect(cctx, cfg, mesh.WithLogger(log), refused)
+	m, err := natsconn.Connect(cctx, cfg, natsconn.WithLogger(log), refused)
 	if err == nil {
 		return m, nil
 	}
@@ -190,7 +190,7 @@ func authError(err error) bool {
 
 // defaultCredsHint returns " (PATH)" for the usage text.
 func defaultCredsHint() string {
-	if p, err := mesh.DefaultCredsFile(); err == nil {
+	if p, err := natsconn.DefaultCredsFile(); err == nil {
 		return " (" + p + ")"
 	}
 	return ""

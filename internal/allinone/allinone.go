@@ -27,6 +27,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/flagenv"
 	"github.com/botmesh/botmesh/sdk/lan"
 	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"github.com/botmesh/botmesh/services/echo"
 	"github.com/botmesh/botmesh/services/greeter"
 	"github.com/botmesh/botmesh/services/note"
@@ -64,9 +65,9 @@ type Config struct {
 	// CredsFile, if not empty, is where Run writes what another process
 	// needs to use the embedded NATS server: its URL on this host, the
 	// admin user and its password made at start, and with TLS the CA
-	// (mesh.WriteCredsFile: mode 0600, in a directory of mode 0700). Run
+	// (natsconn.WriteCredsFile: mode 0600, in a directory of mode 0700). Run
 	// removes it at exit if it still holds this run's password. Main sets
-	// it to mesh.DefaultCredsFile() (--creds_file).
+	// it to natsconn.DefaultCredsFile() (--creds_file).
 	CredsFile string
 	// DataDir is where the embedded NATS server keeps its JetStream store
 	// (command services' memory, schedules, audit records) across
@@ -138,14 +139,14 @@ func Run(ctx context.Context, cfg Config, inputs []adapter.Input, log *slog.Logg
 		defer emb.stop()
 		mcfg.NATSURL = emb.url
 		mcfg.FindNATS, mcfg.Announce = false, false
-		mcfg.Auth = mesh.Auth{User: partsUser, Password: emb.partsPassword}
+		mcfg.Auth = natsconn.Auth{User: partsUser, Password: emb.partsPassword}
 		readyURL = emb.adminURL()
 		log.Info("embedded NATS server", "url", emb.url, "listen", emb.ns.Addr().String(), "tls", serveTLS, "data_dir", cfg.DataDir)
 		if emb.tls != nil {
 			meshOpts = append(meshOpts, mesh.WithNATSOptions(nats.Secure(emb.tls)))
 		}
 		if cfg.CredsFile != "" {
-			if err := mesh.WriteCredsFile(cfg.CredsFile, emb.creds()); err != nil {
+			if err := natsconn.WriteCredsFile(cfg.CredsFile, emb.creds()); err != nil {
 				return fmt.Errorf("%w (set --creds_file to a writable path)", err)
 			}
 			defer removeIfOurs(cfg.CredsFile, emb.adminPassword, log)
@@ -340,8 +341,8 @@ func (e *embedded) adminURL() string {
 }
 
 // creds returns the credentials file's content.
-func (e *embedded) creds() mesh.CredsFile {
-	return mesh.CredsFile{URL: e.url, User: adminUser, Password: e.adminPassword, CA: e.caPEM}
+func (e *embedded) creds() natsconn.CredsFile {
+	return natsconn.CredsFile{URL: e.url, User: adminUser, Password: e.adminPassword, CA: e.caPEM}
 }
 
 // startNATS starts the embedded NATS server, with JetStream in dataDir
@@ -349,7 +350,7 @@ func (e *embedded) creds() mesh.CredsFile {
 // two users with fresh passwords, and, if withTLS, TLS with a certificate
 // from a fresh CA; stop it with emb.stop.
 func startNATS(host string, port int, withTLS bool, dataDir string) (*embedded, error) {
-	emb := &embedded{partsPassword: mesh.GeneratePassword(), adminPassword: mesh.GeneratePassword()}
+	emb := &embedded{partsPassword: natsconn.GeneratePassword(), adminPassword: natsconn.GeneratePassword()}
 	opts := &natsserver.Options{
 		Host:      host,
 		Port:      port,
@@ -470,7 +471,7 @@ func isLoopback(host string) bool {
 // removeIfOurs removes the credentials file at exit, unless another run
 // (a second all-in-one of the same user) has replaced it since.
 func removeIfOurs(path, password string, log *slog.Logger) {
-	cf, err := mesh.ReadCredsFile(path)
+	cf, err := natsconn.ReadCredsFile(path)
 	if err != nil || cf.Password != password {
 		return
 	}

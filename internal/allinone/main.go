@@ -23,6 +23,7 @@ import (
 	"github.com/botmesh/botmesh/sdk/admin"
 	"github.com/botmesh/botmesh/sdk/boot"
 	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"golang.org/x/term"
 )
 
@@ -35,7 +36,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	cfg := Config{Router: router.DefaultConfig(), Gateway: gateway.DefaultConfig(), NATSHost: "127.0.0.1", NATSPort: -1}
 	fs.StringVar(&cfg.NATSHost, "nats_host", cfg.NATSHost, "address the embedded NATS server listens on")
 	fs.IntVar(&cfg.NATSPort, "nats_port", cfg.NATSPort, "port of the embedded NATS server (-1: any free port)")
-	defaultCreds, credsErr := mesh.DefaultCredsFile()
+	defaultCreds, credsErr := natsconn.DefaultCredsFile()
 	fs.StringVar(&cfg.CredsFile, "creds_file", defaultCreds, "where botmesh writes the credentials of its embedded NATS server (mode 0600), for botctl and parts on other hosts (--nats_creds)")
 	defaultData, dataErr := DefaultDataDir()
 	fs.StringVar(&cfg.DataDir, "data_dir", defaultData, "where the embedded NATS server keeps its data (command services' memory, schedules, audit records) across restarts; one botmesh at a time uses it (empty: a temporary directory, removed at exit)")
@@ -83,7 +84,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	mcfg, log, err := boot.Parse(fs, boot.Spec{Name: "botmesh", Args: args, LogTo: stderr, LogLevel: "warn"})
+	mcfg, log, err := mesh.Parse(fs, boot.Spec{Name: "botmesh", Args: args, LogTo: stderr, LogLevel: "warn"})
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/botmesh/botmesh/sdk/boot"
-	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 )
 
 // Looking for NATS (locally, then on the LAN) is opt-in (--find_nats or
@@ -14,13 +14,13 @@ import (
 // --nats_url flag, no BOTMESH_NATS_URL, and the binary's default left
 // alone.
 func TestFindNATSOnlyWithoutAnAddress(t *testing.T) {
-	custom := mesh.DefaultConfig()
+	custom := natsconn.DefaultConfig()
 	custom.NATSURL = "nats://nats.internal:4222"
 	for _, tc := range []struct {
 		name string
 		args []string
 		env  map[string]string
-		spec *mesh.Config
+		spec *natsconn.Config
 		want bool
 	}{
 		{name: "nothing given"},
@@ -32,8 +32,8 @@ func TestFindNATSOnlyWithoutAnAddress(t *testing.T) {
 		{name: "environment with the default value", args: []string{"--find_nats"}, env: map[string]string{"BOTMESH_NATS_URL": "nats://127.0.0.1:4222"}},
 		{name: "binary default", args: []string{"--find_nats"}, spec: &custom},
 		{name: "LAN search off", args: []string{"--find_nats", "--nats_lan_wait=0"}},
-		{name: "other flags only", args: []string{"--registry", "mdns", "--nats_announce"}},
-		{name: "other flags and asked for", args: []string{"--registry", "mdns", "--nats_announce", "--find_nats"}, want: true},
+		{name: "other flags only", args: []string{"--log_level", "debug", "--nats_announce"}},
+		{name: "other flags and asked for", args: []string{"--log_level", "debug", "--nats_announce", "--find_nats"}, want: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -41,7 +41,7 @@ func TestFindNATSOnlyWithoutAnAddress(t *testing.T) {
 			}
 			fs := flag.NewFlagSet("test", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
-			cfg, _, err := boot.Parse(fs, boot.Spec{Name: "test", Args: tc.args, LogTo: io.Discard, Mesh: tc.spec})
+			cfg, _, err := boot.Parse(fs, boot.Spec{Name: "test", Args: tc.args, LogTo: io.Discard, NATS: tc.spec})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -288,7 +288,7 @@ func MainFunc(ctx context.Context, args []string, name string, flags func(*flag.
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nServes the botmesh command %q as the go-micro service <namespace>.%s.\n\nFlags:\n", name, name, name)
 		fs.PrintDefaults()
 	}
-	m, log, err := boot.Connect(ctx, fs, boot.Spec{Name: name, Args: args, LogTo: os.Stderr})
+	m, log, err := mesh.Boot(ctx, fs, boot.Spec{Name: name, Args: args, LogTo: os.Stderr})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/meshtest"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -34,4 +36,14 @@ func TestOnConnectionChange(t *testing.T) {
 	wait("told of the loss", func() bool { return changes.Load() >= 1 && !m.NATS().IsConnected() })
 	meshtest.NATS(t, func(o *server.Options) { o.Port = port })
 	wait("told it is back", func() bool { return changes.Load() >= 2 && m.NATS().IsConnected() })
+}
+
+// The go-micro NATS registry opens a connection of its own: it gets the
+// mesh's credentials too.
+func TestRegistryWithCredentials(t *testing.T) {
+	s := meshtest.NATS(t, func(o *server.Options) { o.Username, o.Password = "botmesh", "s3cret-pw" })
+	m := meshtest.Mesh(t, s, func(c *mesh.Config) { c.Auth = natsconn.Auth{User: "botmesh", Password: "s3cret-pw"} })
+	if _, err := m.Registry().ListServices(); err != nil {
+		t.Errorf("registry with the password: %v", err)
+	}
 }

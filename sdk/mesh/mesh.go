@@ -1,6 +1,6 @@
 // Package mesh connects a botmesh process to the mesh: the NATS connection
-// that carries chat events, and the go-micro registry and transport that
-// carry command RPCs. Every botmesh binary builds one Mesh from a Config and
+// that carries chat events (package natsconn), and the go-micro registry and
+// transport that carry command RPCs. Every botmesh binary builds one Mesh from a Config and
 // passes it to the parts it runs; nothing here touches go-micro's global
 // defaults.
 package mesh
@@ -12,12 +12,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/botmesh/botmesh/sdk/lan"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"github.com/botmesh/botmesh/sdk/natstransport"
 	etcdreg "github.com/go-micro/plugins/v4/registry/etcd"
 	natsreg "github.com/go-micro/plugins/v4/registry/nats"
@@ -50,12 +48,11 @@ const (
 	TransportHTTP       = "http"
 )
 
-// Config says how to reach the mesh. The zero value is not valid; start from
-// DefaultConfig or RegisterFlags.
+// Config says how to reach the mesh: the NATS connection (natsconn.Config,
+// embedded) and the go-micro registry and transport. The zero value is not
+// valid; start from DefaultConfig or RegisterFlags.
 type Config struct {
-	// NATSURL is the NATS server, or a comma-separated list of the servers
-	// of a cluster.
-	NATSURL string
+	natsconn.Config
 	// Registry is the go-micro registry that command services register in:
 	// "nats" (default: works wherever NATS does, across hosts and
 	// containers), "mdns" (zero-conf on one LAN; needs multicast and the
@@ -80,57 +77,23 @@ type Config struct {
 	ServerAddress string
 	// Namespace is the registry prefix that makes a service a command.
 	Namespace string
-	// Name names this process's NATS connections in server monitoring.
-	Name string
-	// ConnectWait bounds how long Connect waits for NATS to come up; 0
-	// means wait until the context ends.
-	ConnectWait time.Duration
-	// FindNATS looks for the NATS server (--find_nats; off by default):
-	// unless NATSURL was changed from the default, Connect uses a server
-	// listening on 127.0.0.1:4222, else the first one announced on the
-	// LAN with mDNS (package lan), looking until one is found. A server
-	// found on the LAN gets the credentials in Auth only if its TLS
-	// certificate verifies. boot keeps it only when neither --nats_url nor
-	// BOTMESH_NATS_URL was given and LANWait is not 0.
-	FindNATS bool
-	// LANWait is how long one mDNS query for an announced NATS server
-	// waits (DefaultLANWait if 0).
-	LANWait time.Duration
-	// Auth holds the NATS credentials and TLS settings.
-	Auth Auth
-	// Announce announces the NATS server this process connects to on the
-	// LAN with mDNS, until Close, so that parts started without an address
-	// find it. A server reached on loopback is announced with this host's
-	// interface addresses.
-	Announce bool
 }
 
 // DefaultConfig returns the defaults the flags show.
 func DefaultConfig() Config {
 	return Config{
-		NATSURL:       nats.DefaultURL,
+		Config:        natsconn.DefaultConfig(),
 		Registry:      RegistryNATS,
 		Transport:     TransportNATS,
 		ServerAddress: "127.0.0.1:0",
 		Namespace:     DefaultNamespace,
-		LANWait:       DefaultLANWait,
 	}
 }
 
 // RegisterFlags adds the mesh flags to fs, with c's values as defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	c.RegisterNATSFlags(fs)
+	c.Config.RegisterFlags(fs)
 	c.RegisterMicroFlags(fs)
-}
-
-// RegisterNATSFlags adds only the NATS flags, for parts that never speak
-// go-micro (gateways).
-func (c *Config) RegisterNATSFlags(fs *flag.FlagSet) {
-	c.Auth.RegisterFlags(fs)
-	fs.StringVar(&c.NATSURL, "nats_url", c.NATSURL, "NATS server URL (comma-separated for a cluster); with --find_nats and no URL given, a server on 127.0.0.1:4222, else one announced on the LAN")
-	fs.BoolVar(&c.FindNATS, "find_nats", c.FindNATS, "when --nats_url is not given, look for a NATS server announced on the LAN with mDNS; credentials go to it only if its TLS certificate verifies")
-	fs.BoolVar(&c.Announce, "nats_announce", c.Announce, "announce the NATS server on the LAN with mDNS, for parts started with --find_nats")
-	fs.DurationVar(&c.LANWait, "nats_lan_wait", c.LANWait, "how long each mDNS query for an announced NATS server waits, with --find_nats (0: do not look on the LAN)")
 }
 
 // RegisterMicroFlags adds the go-micro flags: registry, transport, namespace.
@@ -145,8 +108,8 @@ func (c *Config) RegisterMicroFlags(fs *flag.FlagSet) {
 // Validate reports the first problem with c, worded for a user.
 func (c Config) Validate() error {
 	var errs []error
-	if strings.TrimSpace(c.NATSURL) == "" && !c.FindNATS {
-		errs = append(errs, errors.New("nats_url is empty"))
+	if err := c.Config.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Registry {
 	case RegistryNATS, RegistryMDNS, RegistryMemory:
@@ -174,55 +137,23 @@ func (c Config) Validate() error {
 	if c.Namespace == "" || strings.HasSuffix(c.Namespace, ".") {
 		errs = append(errs, fmt.Errorf("namespace %q must be non-empty and not end with a dot", c.Namespace))
 	}
-	if err := c.Auth.Validate(); err != nil {
-		errs = append(errs, err)
-	}
 	return errors.Join(errs...)
 }
 
 // Mesh is one process's connection to the mesh. Its registry and transport
 // are shared by every server and client the process builds from it.
 type Mesh struct {
+	*natsconn.Conn
 	cfg  Config
 	log  *slog.Logger
-	nc   *nats.Conn
 	reg  registry.Registry
 	tr   transport.Transport
 	brk  broker.Broker
 	mlog logger.Logger
-	ann  *lan.Announcement
 
 	others      callers             // for nodes on another transport than tr
 	perNodeOpts []client.CallOption // the last options of every call (perNodeClient)
-	changes     *connChanges        // OnConnectionChange's functions
 }
-
-// connChanges are the functions called when the NATS connection is lost
-// or comes back.
-type connChanges struct {
-	mu  sync.Mutex
-	fns []func()
-}
-
-func (c *connChanges) add(f func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.fns = append(c.fns, f)
-}
-
-func (c *connChanges) changed() {
-	c.mu.Lock()
-	fns := slices.Clone(c.fns)
-	c.mu.Unlock()
-	for _, f := range fns {
-		f()
-	}
-}
-
-// OnConnectionChange calls f each time the mesh's NATS connection is lost
-// or comes back, from nats.go's callback goroutine: f must not block. It
-// lets a part watch the connection without polling it.
-func (m *Mesh) OnConnectionChange(f func()) { m.changes.add(f) }
 
 // Option configures Connect.
 type Option func(*options) error
@@ -277,65 +208,15 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 		}
 	}
 	log := o.log
-	wait := ctx
-	if cfg.ConnectWait > 0 {
-		var cancel context.CancelFunc
-		wait, cancel = context.WithTimeout(ctx, cfg.ConnectWait)
-		defer cancel()
-	}
-	if cfg.FindNATS && cfg.NATSURL == nats.DefaultURL {
-		u, auth, err := findNATS(wait, cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		cfg.NATSURL, cfg.Auth = u, auth
-	}
-	nopts, err := natsOptions(cfg, log, o.nopts)
+	conn, err := natsconn.Connect(ctx, cfg.Config, natsconn.WithLogger(log), natsconn.WithNATSOptions(o.nopts...))
 	if err != nil {
 		return nil, err
 	}
-	changes := &connChanges{}
-	lost, back := nopts.DisconnectedErrCB, nopts.ReconnectedCB
-	nopts.DisconnectedErrCB = func(nc *nats.Conn, err error) {
-		if lost != nil {
-			lost(nc, err)
-		}
-		changes.changed()
-	}
-	nopts.ReconnectedCB = func(nc *nats.Conn) {
-		if back != nil {
-			back(nc)
-		}
-		changes.changed()
-	}
-	connected := make(chan struct{}, 1)
-	nopts.ConnectedCB = func(*nats.Conn) {
-		select {
-		case connected <- struct{}{}:
-		default:
-		}
-	}
-	nc, err := nopts.Connect()
-	if err != nil {
-		return nil, fmt.Errorf("mesh: connect to NATS at %s: %w", redactURL(cfg.NATSURL), err)
-	}
-	if !nc.IsConnected() {
-		log.Info("waiting for NATS", "url", redactURL(cfg.NATSURL))
-		select {
-		case <-connected:
-		case <-wait.Done():
-			nc.Close()
-			return nil, fmt.Errorf("mesh: NATS at %s did not answer: %w", redactURL(cfg.NATSURL), context.Cause(wait))
-		}
-	}
-	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
-
-	m := &Mesh{cfg: cfg, log: log, nc: nc, brk: broker.NewMemoryBroker(), mlog: NewMicroLogger(log.With("component", "go-micro")), changes: changes}
+	cfg.Config = conn.Config()
+	m := &Mesh{Conn: conn, cfg: cfg, log: log, brk: broker.NewMemoryBroker(), mlog: NewMicroLogger(log.With("component", "go-micro"))}
 	// The go-micro plugins open their own connections: give them the same
 	// servers and credentials, without our callbacks.
-	pluginOpts := nopts
-	pluginOpts.ConnectedCB, pluginOpts.ReconnectedCB, pluginOpts.DisconnectedErrCB, pluginOpts.ClosedCB = nil, nil, nil, nil
-	pluginOpts.RetryOnFailedConnect = false
+	pluginOpts := conn.PluginOptions()
 
 	switch {
 	case o.reg != nil:
@@ -343,7 +224,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 	case cfg.Registry == RegistryNATS:
 		addrs := pluginAddrs(pluginOpts.Servers)
 		if cfg.RegistryAddress != "" {
-			addrs = pluginAddrs(splitList(cfg.RegistryAddress))
+			addrs = pluginAddrs(natsconn.SplitList(cfg.RegistryAddress))
 		}
 		m.reg = natsreg.NewRegistry(natsreg.Options(pluginOpts), registry.Addrs(addrs...), registry.Logger(m.mlog))
 	case cfg.Registry == RegistryEtcd:
@@ -357,7 +238,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 	case cfg.Registry == RegistryMDNS:
 		var ropts []registry.Option
 		if cfg.RegistryAddress != "" {
-			ropts = append(ropts, registry.Addrs(splitList(cfg.RegistryAddress)...))
+			ropts = append(ropts, registry.Addrs(natsconn.SplitList(cfg.RegistryAddress)...))
 		}
 		m.reg = registry.NewRegistry(append(ropts, registry.Logger(m.mlog))...)
 	default:
@@ -368,72 +249,13 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 	case TransportNATS:
 		// The process's own connection: the writes of concurrent calls
 		// share syscalls, and there is no connection to open per call.
-		m.tr = natstransport.New(nc, transport.Logger(m.mlog))
+		m.tr = natstransport.New(conn.NATS(), transport.Logger(m.mlog))
 	case TransportNATSPlugin:
 		m.tr = natstr.NewTransport(natstr.Options(pluginOpts), transport.Addrs(pluginAddrs(pluginOpts.Servers)...))
 	default:
 		m.tr = portRanges{transport.NewHTTPTransport(transport.Logger(m.mlog))}
 	}
-	if cfg.Announce {
-		if err := m.announce(); err != nil {
-			nc.Close()
-			return nil, err
-		}
-	}
 	return m, nil
-}
-
-// announce announces the server m is connected to on the LAN.
-func (m *Mesh) announce() error {
-	addr := m.nc.ConnectedAddr()
-	if host, port, err := net.SplitHostPort(addr); err == nil {
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			// Reached on loopback: the server may listen on other
-			// interfaces too, and only they are of use to other hosts.
-			addr = net.JoinHostPort("", port)
-		}
-	}
-	a, err := lan.Announce(addr, m.log)
-	if err != nil {
-		return fmt.Errorf("mesh: %w", err)
-	}
-	m.ann = a
-	m.log.Info("announcing NATS on the LAN", "urls", a.URLs(), "service", lan.Service)
-	return nil
-}
-
-func natsOptions(cfg Config, log *slog.Logger, extra []nats.Option) (nats.Options, error) {
-	nopts := nats.GetDefaultOptions()
-	nopts.Servers = splitList(cfg.NATSURL)
-	nopts.Name = cfg.Name
-	nopts.MaxReconnect = -1
-	nopts.ReconnectWait = 250 * time.Millisecond
-	nopts.RetryOnFailedConnect = true
-	nopts.DisconnectedErrCB = func(_ *nats.Conn, err error) {
-		if err != nil {
-			log.Warn("NATS disconnected", "err", err)
-		}
-	}
-	nopts.ReconnectedCB = func(nc *nats.Conn) {
-		log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
-	}
-	nopts.AsyncErrorCB = func(_ *nats.Conn, sub *nats.Subscription, err error) {
-		subject := ""
-		if sub != nil {
-			subject = sub.Subject
-		}
-		log.Error("NATS async error", "subject", subject, "err", err)
-	}
-	auth, err := cfg.Auth.options()
-	if err != nil {
-		return nopts, fmt.Errorf("mesh: %w", err)
-	}
-	for _, o := range append(auth, extra...) {
-		if err := o(&nopts); err != nil {
-			return nopts, fmt.Errorf("mesh: NATS option: %w", err)
-		}
-	}
-	return nopts, nil
 }
 
 // Config returns the configuration the mesh was built from.
@@ -441,9 +263,6 @@ func (m *Mesh) Config() Config { return m.cfg }
 
 // Logger returns the mesh's logger.
 func (m *Mesh) Logger() *slog.Logger { return m.log }
-
-// NATS returns the connection that carries chat events.
-func (m *Mesh) NATS() *nats.Conn { return m.nc }
 
 // Registry returns the go-micro registry.
 func (m *Mesh) Registry() registry.Registry { return m.reg }
@@ -518,31 +337,13 @@ func (m *Mesh) NewClient(opts ...client.Option) client.Client {
 // 2-core machine). A loopback or LAN dial costs far less than that.
 var noHTTPPool = client.PoolSize(0)
 
-// Close stops announcing NATS on the LAN (if it did) and drains the NATS
-// connection, delivering what was published. The
-// go-micro NATS plugins keep their own connections, which they never close:
-// they end with the process.
-func (m *Mesh) Close() error {
-	if m.ann != nil {
-		_ = m.ann.Stop()
-	}
-	if m.nc.IsClosed() {
-		return nil
-	}
-	err := m.nc.Drain()
-	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		return fmt.Errorf("mesh: drain NATS: %w", err)
-	}
-	return nil
-}
-
 // etcdEndpoints returns the etcd client endpoints of a --registry_address
 // (host:port or http://host:port, comma-separated; default 127.0.0.1:2379),
 // or why it cannot use them. go-micro's etcd plugin skips an address it
 // cannot read, silently, and would then use 127.0.0.1:2379.
 func etcdEndpoints(list string) ([]string, error) {
 	var out []string
-	for _, a := range splitList(list) {
+	for _, a := range natsconn.SplitList(list) {
 		if strings.HasPrefix(a, "https://") {
 			return nil, fmt.Errorf("registry_address %q: botmesh does not speak TLS to etcd yet: give an http:// or host:port endpoint", a)
 		}
@@ -571,30 +372,4 @@ func pluginAddrs(servers []string) []string {
 		}
 	}
 	return out
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// redactURL hides passwords and tokens in NATS URLs before they reach a log
-// or an error.
-func redactURL(s string) string {
-	parts := splitList(s)
-	for i, p := range parts {
-		if at := strings.LastIndex(p, "@"); at >= 0 {
-			scheme := ""
-			if j := strings.Index(p, "://"); j >= 0 && j < at {
-				scheme = p[:j+3]
-			}
-			parts[i] = scheme + "[REDACTED]" + p[at:]
-		}
-	}
-	return strings.Join(parts, ",")
 }

@@ -2,9 +2,13 @@ package mesh
 
 import (
 	"context"
+	"flag"
+	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/botmesh/botmesh/sdk/boot"
 )
 
 func TestValidate(t *testing.T) {
@@ -27,13 +31,6 @@ func TestValidate(t *testing.T) {
 	c.Transport = TransportHTTP
 	if err := c.Validate(); err != nil {
 		t.Errorf("mdns with the http transport: %v", err)
-	}
-}
-
-func TestRedactURL(t *testing.T) {
-	got := redactURL("nats://bob:s3cret@h1:4222, nats://tok@h2:4222,h3:4222")
-	if strings.Contains(got, "s3cret") || strings.Contains(got, "tok") || got != "nats://[REDACTED]@h1:4222,nats://[REDACTED]@h2:4222,h3:4222" {
-		t.Errorf("redacted %q", got)
 	}
 }
 
@@ -80,5 +77,25 @@ func TestEtcdEndpoints(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %s", in, err, want)
 		}
+	}
+}
+
+// mesh.Parse reads go-micro's flags beside boot's NATS flags, from the
+// command line and the environment.
+func TestParse(t *testing.T) {
+	t.Setenv("BOTMESH_NAMESPACE", "com.example.bot")
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg, _, err := Parse(fs, boot.Spec{Name: "test", Args: []string{"--registry", "etcd", "--find_nats", "--nats_user", "bob"}, LogTo: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Registry != RegistryEtcd || cfg.Namespace != "com.example.bot" || !cfg.FindNATS || cfg.Auth.User != "bob" || cfg.Name != "test" {
+		t.Errorf("parsed %+v", cfg)
+	}
+	fs = flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	if _, _, err := Parse(fs, boot.Spec{Name: "test", Args: []string{"--registry", "etcd", "stray"}, LogTo: io.Discard}); err == nil || !strings.Contains(err.Error(), `unexpected arguments "stray"`) {
+		t.Errorf("stray argument: %v", err)
 	}
 }

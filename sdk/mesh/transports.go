@@ -74,7 +74,7 @@ func (m *Mesh) callersFor() *callers {
 		if t, ok := m.tr.(*natstransport.Transport); ok {
 			m.others.nats = natstransport.NewClient(t, base...).(*natstransport.Client)
 		} else {
-			m.others.nats = natstransport.NewClient(natstransport.New(m.nc, transport.Logger(m.mlog)), base...).(*natstransport.Client)
+			m.others.nats = natstransport.NewClient(natstransport.New(m.NATS(), transport.Logger(m.mlog)), base...).(*natstransport.Client)
 		}
 		m.others.http = client.NewClient(append(base, noHTTPPool, client.Transport(transport.NewHTTPTransport(transport.Logger(m.mlog))))...)
 		m.others.grpc = grpcclient.NewClient(base...)

@@ -16,7 +16,7 @@ import (
 	"github.com/botmesh/botmesh/gateway/adapter"
 	"github.com/botmesh/botmesh/sdk/admin"
 	"github.com/botmesh/botmesh/sdk/boot"
-	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 )
 
 func main() {
@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: gateway --inputs=NAME[,NAME...] [flags]\n\nRelays chat messages from the inputs to the routers over NATS and posts the replies.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	mcfg, log, err := boot.Parse(fs, boot.Spec{Name: "gateway", Args: args, LogTo: os.Stderr, NATSOnly: true})
+	ncfg, log, err := boot.Parse(fs, boot.Spec{Name: "gateway", Args: args, LogTo: os.Stderr})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := mesh.Connect(ctx, mcfg, mesh.WithLogger(log))
+	m, err := natsconn.Connect(ctx, ncfg, natsconn.WithLogger(log))
 	if err != nil {
 		return err
 	}

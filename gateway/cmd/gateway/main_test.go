@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -46,6 +47,25 @@ func TestNeedAppTokenNamesEverything(t *testing.T) {
 	for _, s := range []string{"--slack_app_token", "BOTMESH_SLACK_APP_TOKEN", "xapp-", "connections:write", "Basic Information → App-Level Tokens", "--slack_mode http", "--slack_signing_secret"} {
 		if !strings.Contains(slackgw.NeedAppToken, s) {
 			t.Errorf("the Socket Mode error does not say %q: %s", s, slackgw.NeedAppToken)
+		}
+	}
+}
+
+// The gateway speaks NATS only: it must not link go-micro's registries,
+// transports and clients (etcd, gRPC, the plugins), which doubled its binary
+// and took its resident memory at rest from about 17 MiB to 29 MiB
+// (BENCHMARKS.md). What it links comes in through imports, so this fails as
+// soon as one of them pulls those in again.
+func TestLinksNATSOnly(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		for _, heavy := range []string{"go.etcd.io/", "google.golang.org/grpc", "github.com/go-micro/plugins/", "go-micro.dev/v4/util/cmd", "github.com/botmesh/botmesh/sdk/mesh"} {
+			if strings.HasPrefix(dep, heavy) {
+				t.Errorf("the gateway links %s", dep)
+			}
 		}
 	}
 }

@@ -40,7 +40,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: router [flags]\n\nAnswers chat messages from the gateways (NATS subject bot.v1.in.>, queue group router)\nwith built-in commands and the command services registered under the namespace.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	mcfg, log, err := boot.Parse(fs, boot.Spec{Name: "router", Args: args, LogTo: os.Stderr})
+	mcfg, log, err := mesh.Parse(fs, boot.Spec{Name: "router", Args: args, LogTo: os.Stderr})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/botmesh/botmesh/sdk/admin"
 	"github.com/botmesh/botmesh/sdk/boot"
+	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/services/greeter"
 )
 
@@ -34,7 +35,7 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprint(fs.Output(), "Usage: greeter [flags]\n\nServes the demo go-micro service greeter (Greeter.Hello) and Debug.Health.\n\n  query greeter Greeter.Hello {\"name\":\"Ada\"}\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	m, log, err := boot.Connect(ctx, fs, boot.Spec{Name: "greeter", Args: args, LogTo: os.Stderr})
+	m, log, err := mesh.Boot(ctx, fs, boot.Spec{Name: "greeter", Args: args, LogTo: os.Stderr})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/botmesh/botmesh/sdk/boot"
 	"github.com/botmesh/botmesh/sdk/durable"
-	"github.com/botmesh/botmesh/sdk/mesh"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"github.com/botmesh/botmesh/sdk/stream"
 	"github.com/botmesh/botmesh/services/relay"
 )
@@ -33,7 +33,7 @@ func run(ctx context.Context, args []string) error {
 	cfg := relay.DefaultConfig()
 	cfg.RegisterFlags(fs)
 	name := fs.String("name", relay.Name, "the processor's name: its consumer's, and its NATS user's permissions name it")
-	mcfg, log, err := boot.Parse(fs, boot.Spec{Name: "relay", Args: args, LogTo: os.Stderr, NATSOnly: true})
+	ncfg, log, err := boot.Parse(fs, boot.Spec{Name: "relay", Args: args, LogTo: os.Stderr})
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 	if err := durable.ValidProcessorName(*name); err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
-	m, err := mesh.Connect(ctx, mcfg, mesh.WithLogger(log))
+	m, err := natsconn.Connect(ctx, ncfg, natsconn.WithLogger(log))
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package mesh_test
+package natsconn_test
 
 import (
 	"context"
@@ -16,23 +16,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botmesh/botmesh/sdk/mesh"
 	"github.com/botmesh/botmesh/sdk/meshtest"
+	"github.com/botmesh/botmesh/sdk/natsconn"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 )
 
-func connect(t *testing.T, url string, auth mesh.Auth) (*mesh.Mesh, error) {
+func connect(t *testing.T, url string, auth natsconn.Auth) (*natsconn.Conn, error) {
 	t.Helper()
-	cfg := mesh.DefaultConfig()
+	cfg := natsconn.DefaultConfig()
 	cfg.NATSURL = url
 	cfg.Auth = auth
 	cfg.ConnectWait = 2 * time.Second
-	m, err := mesh.Connect(context.Background(), cfg)
+	m, err := natsconn.Connect(context.Background(), cfg)
 	if err == nil {
 		t.Cleanup(func() { _ = m.Close() })
 	}
 	return m, err
+}
+
+// pluginConnects opens a connection with c's plugin options, as go-micro's
+// NATS registry does.
+func pluginConnects(c *natsconn.Conn) error {
+	po := c.PluginOptions()
+	nc, err := po.Connect()
+	if err != nil {
+		return err
+	}
+	nc.Close()
+	return nil
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -46,17 +58,17 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestUserPassword(t *testing.T) {
 	s := meshtest.NATS(t, func(o *server.Options) { o.Username, o.Password = "botmesh", "s3cret-pw" })
-	m, err := connect(t, s.ClientURL(), mesh.Auth{User: "botmesh", Password: "s3cret-pw"})
+	m, err := connect(t, s.ClientURL(), natsconn.Auth{User: "botmesh", Password: "s3cret-pw"})
 	if err != nil {
 		t.Fatalf("password: %v", err)
 	}
-	if _, err := m.Registry().ListServices(); err != nil {
-		t.Errorf("registry with the password: %v", err)
+	if err := pluginConnects(m); err != nil {
+		t.Errorf("plugin connection with the password: %v", err)
 	}
-	if _, err := connect(t, s.ClientURL(), mesh.Auth{User: "botmesh", PasswordFile: writeFile(t, "pw", "s3cret-pw\n")}); err != nil {
+	if _, err := connect(t, s.ClientURL(), natsconn.Auth{User: "botmesh", PasswordFile: writeFile(t, "pw", "s3cret-pw\n")}); err != nil {
 		t.Errorf("password file: %v", err)
 	}
-	_, err = connect(t, s.ClientURL(), mesh.Auth{User: "botmesh", Password: "wrong-pw"})
+	_, err = connect(t, s.ClientURL(), natsconn.Auth{User: "botmesh", Password: "wrong-pw"})
 	if err == nil {
 		t.Fatal("a wrong password connected")
 	}
@@ -67,10 +79,10 @@ func TestUserPassword(t *testing.T) {
 
 func TestToken(t *testing.T) {
 	s := meshtest.NATS(t, func(o *server.Options) { o.Authorization = "t0ken" })
-	if _, err := connect(t, s.ClientURL(), mesh.Auth{TokenFile: writeFile(t, "tok", "t0ken")}); err != nil {
+	if _, err := connect(t, s.ClientURL(), natsconn.Auth{TokenFile: writeFile(t, "tok", "t0ken")}); err != nil {
 		t.Errorf("token: %v", err)
 	}
-	if _, err := connect(t, s.ClientURL(), mesh.Auth{}); err == nil {
+	if _, err := connect(t, s.ClientURL(), natsconn.Auth{}); err == nil {
 		t.Error("connected without the token")
 	}
 }
@@ -83,10 +95,10 @@ func TestNKey(t *testing.T) {
 	seed, _ := kp.Seed()
 	pub, _ := kp.PublicKey()
 	s := meshtest.NATS(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
-	if _, err := connect(t, s.ClientURL(), mesh.Auth{NKey: writeFile(t, "user.nk", string(seed))}); err != nil {
+	if _, err := connect(t, s.ClientURL(), natsconn.Auth{NKey: writeFile(t, "user.nk", string(seed))}); err != nil {
 		t.Errorf("nkey: %v", err)
 	}
-	if _, err := connect(t, s.ClientURL(), mesh.Auth{NKey: filepath.Join(t.TempDir(), "missing.nk")}); err == nil || !strings.Contains(err.Error(), "missing.nk") {
+	if _, err := connect(t, s.ClientURL(), natsconn.Auth{NKey: filepath.Join(t.TempDir(), "missing.nk")}); err == nil || !strings.Contains(err.Error(), "missing.nk") {
 		t.Errorf("missing seed file: %v", err)
 	}
 }
@@ -99,28 +111,28 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := meshtest.NATS(t, func(o *server.Options) { o.TLSConfig, o.TLS = tc, true })
-	m, err := connect(t, s.ClientURL(), mesh.Auth{TLSCA: ca})
+	m, err := connect(t, s.ClientURL(), natsconn.Auth{TLSCA: ca})
 	if err != nil {
 		t.Fatalf("TLS with the CA: %v", err)
 	}
-	// The go-micro registry's own connection speaks TLS too.
-	if _, err := m.Registry().ListServices(); err != nil {
-		t.Errorf("registry over TLS: %v", err)
+	// The connections of libraries (go-micro's registry) speak TLS too.
+	if err := pluginConnects(m); err != nil {
+		t.Errorf("plugin connection over TLS: %v", err)
 	}
-	if _, err := connect(t, s.ClientURL(), mesh.Auth{}); err == nil {
+	if _, err := connect(t, s.ClientURL(), natsconn.Auth{}); err == nil {
 		t.Error("connected to a TLS server without trusting its CA")
 	}
 }
 
 func TestAuthValidate(t *testing.T) {
 	for _, tc := range []struct {
-		a    mesh.Auth
+		a    natsconn.Auth
 		want string
 	}{
-		{mesh.Auth{User: "u", Token: "t"}, "give one of"},
-		{mesh.Auth{Password: "p"}, "needs --nats_user"},
-		{mesh.Auth{User: "u", Password: "p", PasswordFile: "f"}, "not both"},
-		{mesh.Auth{TLSCert: "c"}, "go together"},
+		{natsconn.Auth{User: "u", Token: "t"}, "give one of"},
+		{natsconn.Auth{Password: "p"}, "needs --nats_user"},
+		{natsconn.Auth{User: "u", Password: "p", PasswordFile: "f"}, "not both"},
+		{natsconn.Auth{TLSCert: "c"}, "go together"},
 	} {
 		if err := tc.a.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.a, err, tc.want)
@@ -160,15 +172,15 @@ func selfSigned(t *testing.T) (ca, cert, key string) {
 func TestCredsFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "botmesh")
 	path := filepath.Join(dir, "allinone.creds")
-	pw := mesh.GeneratePassword()
+	pw := natsconn.GeneratePassword()
 	if len(pw) != 52 || strings.Trim(pw, "abcdefghijklmnopqrstuvwxyz234567") != "" {
 		t.Errorf("password %q: want 52 base-32 characters", pw)
 	}
-	if pw == mesh.GeneratePassword() {
+	if pw == natsconn.GeneratePassword() {
 		t.Error("two passwords alike")
 	}
 	caPEM, certPEM, keyPEM := selfSigned(t)
-	want := mesh.CredsFile{URL: "tls://127.0.0.1:4222", User: "admin", Password: pw, CA: []byte(caPEM)}
+	want := natsconn.CredsFile{URL: "tls://127.0.0.1:4222", User: "admin", Password: pw, CA: []byte(caPEM)}
 	// An old file (or a link someone planted) is replaced, not followed.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -177,7 +189,7 @@ func TestCredsFile(t *testing.T) {
 	if err := os.Symlink(target, path); err != nil {
 		t.Fatal(err)
 	}
-	if err := mesh.WriteCredsFile(path, want); err != nil {
+	if err := natsconn.WriteCredsFile(path, want); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(target); err == nil {
@@ -192,7 +204,7 @@ func TestCredsFile(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", p, fi.Mode(), mode)
 		}
 	}
-	got, err := mesh.ReadCredsFile(path)
+	got, err := natsconn.ReadCredsFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,30 +224,30 @@ func TestCredsFile(t *testing.T) {
 			o.TLSConfig, o.TLS = tc, true
 			o.Users = []*server.User{{Username: "admin", Password: pw}}
 		})
-		m, err := connect(t, s.ClientURL(), mesh.Auth{Creds: path})
+		m, err := connect(t, s.ClientURL(), natsconn.Auth{Creds: path})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if _, err := m.NATS().TLSConnectionState(); err != nil {
 			t.Errorf("not TLS: %v", err)
 		}
-		if _, err := m.Registry().ListServices(); err != nil {
-			t.Errorf("registry: %v", err)
+		if err := pluginConnects(m); err != nil {
+			t.Errorf("plugin connection: %v", err)
 		}
 	})
 	t.Run("--nats_creds without TLS", func(t *testing.T) {
 		plain := filepath.Join(t.TempDir(), "plain.creds")
-		if err := mesh.WriteCredsFile(plain, mesh.CredsFile{User: "admin", Password: pw}); err != nil {
+		if err := natsconn.WriteCredsFile(plain, natsconn.CredsFile{User: "admin", Password: pw}); err != nil {
 			t.Fatal(err)
 		}
 		s := meshtest.NATS(t, func(o *server.Options) { o.Users = []*server.User{{Username: "admin", Password: pw}} })
-		if _, err := connect(t, s.ClientURL(), mesh.Auth{Creds: plain}); err != nil {
+		if _, err := connect(t, s.ClientURL(), natsconn.Auth{Creds: plain}); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("not a credentials file", func(t *testing.T) {
 		bad := writeFile(t, "bad.creds", "password: hunter2-secret\n")
-		_, err := connect(t, "nats://127.0.0.1:1", mesh.Auth{Creds: bad})
+		_, err := connect(t, "nats://127.0.0.1:1", natsconn.Auth{Creds: bad})
 		if err == nil || !strings.Contains(err.Error(), "needs a user and a password") || strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("error %v", err)
 		}

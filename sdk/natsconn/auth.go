@@ -1,4 +1,4 @@
-package mesh
+package natsconn
 
 import (
 	"bufio"
@@ -236,7 +236,7 @@ const credsFileName = "allinone.creds"
 func DefaultCredsFile() (string, error) {
 	dir, err := os.UserConfigDir()
 	if err != nil {
-		return "", fmt.Errorf("mesh: no directory for the credentials file: %w", err)
+		return "", fmt.Errorf("no directory for the credentials file: %w", err)
 	}
 	return filepath.Join(dir, "botmesh", credsFileName), nil
 }
@@ -251,11 +251,11 @@ func GeneratePassword() string {
 func ReadCredsFile(path string) (CredsFile, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return CredsFile{}, fmt.Errorf("mesh: credentials file: %w", err)
+		return CredsFile{}, fmt.Errorf("credentials file: %w", err)
 	}
 	cf, err := parseCredsFile(b)
 	if err != nil {
-		return CredsFile{}, fmt.Errorf("mesh: credentials file %s: %w", path, err)
+		return CredsFile{}, fmt.Errorf("credentials file %s: %w", path, err)
 	}
 	return cf, nil
 }
@@ -266,7 +266,7 @@ func ReadCredsFile(path string) (CredsFile, error) {
 // not followed).
 func WriteCredsFile(path string, c CredsFile) error {
 	if c.User == "" || c.Password == "" || strings.ContainsAny(c.URL+c.User+c.Password, "\r\n") {
-		return errors.New("mesh: credentials file: user and password must be set, on one line each")
+		return errors.New("credentials file: user and password must be set, on one line each")
 	}
 	var b bytes.Buffer
 	b.WriteString("# botmesh NATS credentials, written by botmesh (the all-in-one) at start.\n")
@@ -276,26 +276,26 @@ func WriteCredsFile(path string, c CredsFile) error {
 	b.Write(c.CA)
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("mesh: credentials file: %w", err)
+		return fmt.Errorf("credentials file: %w", err)
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
-		return fmt.Errorf("mesh: credentials file: %w", err)
+		return fmt.Errorf("credentials file: %w", err)
 	}
 	defer os.Remove(f.Name()) // after a successful rename there is nothing to remove
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
-		return fmt.Errorf("mesh: credentials file: %w", err)
+		return fmt.Errorf("credentials file: %w", err)
 	}
 	if _, err := f.Write(b.Bytes()); err != nil {
 		f.Close()
-		return fmt.Errorf("mesh: credentials file: %w", err)
+		return fmt.Errorf("credentials file: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("mesh: credentials file: %w", err)
+		return fmt.Errorf("credentials file: %w", err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("mesh: credentials file: %w", err)
+		return fmt.Errorf("credentials file: %w", err)
 	}
 	return nil
 }

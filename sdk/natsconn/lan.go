@@ -1,4 +1,4 @@
-package mesh
+package natsconn
 
 import (
 	"bufio"
@@ -57,7 +57,7 @@ func findNATS(ctx context.Context, cfg Config, log *slog.Logger) (string, Auth, 
 			log.Info("found NATS announced on the LAN", "url", u, "took", time.Since(started))
 			return vetFound(ctx, u, cfg.Auth, log)
 		case ctx.Err() != nil:
-			return "", cfg.Auth, fmt.Errorf("mesh: no NATS server found on %s or announced on the LAN: %w", localNATS, context.Cause(ctx))
+			return "", cfg.Auth, fmt.Errorf("no NATS server found on %s or announced on the LAN: %w", localNATS, context.Cause(ctx))
 		case !errors.Is(err, lan.ErrNotFound):
 			log.Warn("cannot look for NATS on the LAN; using the default", "url", "nats://"+localNATS, "err", err)
 			return "nats://" + localNATS, cfg.Auth, nil
@@ -87,14 +87,14 @@ func vetFound(ctx context.Context, u string, a Auth, log *slog.Logger) (string, 
 	}
 	pu, err := url.Parse(u)
 	if err != nil || pu.Host == "" {
-		return "", a, fmt.Errorf("mesh: the NATS address announced on the LAN, %q, is not a URL", u)
+		return "", a, fmt.Errorf("the NATS address announced on the LAN, %q, is not a URL", u)
 	}
 	tc, err := a.tlsConfig()
 	if err != nil {
-		return "", a, fmt.Errorf("mesh: %w", err)
+		return "", a, err
 	}
 	if err := verifyTLS(ctx, pu.Host, tc); err != nil {
-		return "", a, fmt.Errorf("mesh: refusing the NATS server found on the LAN at %s: %w, and this process sends its credentials only to a server whose TLS certificate it verifies. Give the server's address with --nats_url, or serve it with TLS and trust its CA (--nats_tls_ca, or the CA in --nats_creds)", u, err)
+		return "", a, fmt.Errorf("refusing the NATS server found on the LAN at %s: %w, and this process sends its credentials only to a server whose TLS certificate it verifies. Give the server's address with --nats_url, or serve it with TLS and trust its CA (--nats_tls_ca, or the CA in --nats_creds)", u, err)
 	}
 	log.Info("the NATS server found on the LAN proved itself with TLS", "url", "tls://"+pu.Host)
 	a.requireTLS = true

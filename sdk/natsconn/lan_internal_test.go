@@ -1,4 +1,4 @@
-package mesh
+package natsconn
 
 import (
 	"bytes"
@@ -163,7 +163,7 @@ func TestFindNATS(t *testing.T) {
 		c := findConfig()
 		c.ConnectWait = 300 * time.Millisecond
 		_, err := Connect(t.Context(), c)
-		want := fmt.Sprintf("mesh: no NATS server found on %s or announced on the LAN: context deadline exceeded", local)
+		want := fmt.Sprintf("no NATS server found on %s or announced on the LAN: context deadline exceeded", local)
 		if err == nil || err.Error() != want {
 			t.Errorf("error %v, want %s", err, want)
 		}
@@ -307,7 +307,7 @@ func TestFoundOnLANGetsNoCredentialsUnverified(t *testing.T) {
 			c := findConfig()
 			c.Auth = tc.auth
 			_, err := Connect(t.Context(), c)
-			want := "mesh: refusing the NATS server found on the LAN at nats://" + addr + ": it does not offer TLS, and this process sends its credentials only to a server whose TLS certificate it verifies. Give the server's address with --nats_url, or serve it with TLS and trust its CA (--nats_tls_ca, or the CA in --nats_creds)"
+			want := "refusing the NATS server found on the LAN at nats://" + addr + ": it does not offer TLS, and this process sends its credentials only to a server whose TLS certificate it verifies. Give the server's address with --nats_url, or serve it with TLS and trust its CA (--nats_tls_ca, or the CA in --nats_creds)"
 			if err == nil || err.Error() != want {
 				t.Errorf("error:\n%v\nwant:\n%s", err, want)
 			}
@@ -404,9 +404,14 @@ func TestFoundOnLANVerifiedByTLS(t *testing.T) {
 			if _, err := m.NATS().TLSConnectionState(); err != nil {
 				t.Errorf("not TLS: %v", err)
 			}
-			if _, err := m.Registry().ListServices(); err != nil {
-				t.Errorf("registry: %v", err)
+			// Libraries that open their own connections (go-micro's
+			// registry) get the same TLS and credentials.
+			po := m.PluginOptions()
+			other, err := po.Connect()
+			if err != nil {
+				t.Fatalf("a connection with the plugin options: %v", err)
 			}
+			other.Close()
 			for _, p := range rec.presented() {
 				if p != "bob:s3cret-pw:" {
 					t.Errorf("presented %q", p)
