@@ -3,6 +3,7 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -304,5 +305,47 @@ func TestDurableOwnStoredClaimRuns(t *testing.T) {
 	}
 	if rep := e.await(sub, 10*time.Second); !isReply(rep) || string(rep.Data) != "pong" {
 		t.Fatalf("reply %s %q, want pong", rep.Type, rep.Data)
+	}
+}
+
+// A mesh without stream processors stores each message once: the routers
+// make the events stream (and the inbound stream's copies start to be kept)
+// when the first processor asks for its consumer, which reads from then on.
+func TestEventsStreamMadeForTheFirstProcessor(t *testing.T) {
+	s := meshtest.NATS(t)
+	e := newEnvOn(t, s, router.Config{})
+	js := meshtest.JetStream(t, s.ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got := string(e.askIn("slack", nil, "ping").GetData()); got != "pong" {
+		t.Fatalf("ping: %q", got)
+	}
+	if _, err := js.Stream(ctx, durable.EventsStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("events stream with no processor: %v, want none", err)
+	}
+	if err := durable.RequestProcessorConsumer(ctx, e.nc, "audit-copy", ""); err != nil {
+		t.Fatalf("a processor's request: %v", err)
+	}
+	if got := string(e.askIn("slack", nil, "ping").GetData()); got != "pong" {
+		t.Fatalf("ping: %q", got)
+	}
+	c, err := js.Consumer(ctx, durable.EventsStream, "audit-copy")
+	if err != nil {
+		t.Fatalf("the processor's consumer: %v", err)
+	}
+	batch, err := c.Fetch(2, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		ev := &chatopsv1.Event{}
+		if err := proto.Unmarshal(m.Data(), ev); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Subject()+" "+string(ev.GetData()))
+	}
+	if len(got) != 1 || got[0] != "bot.v1.ev.slack ping" {
+		t.Errorf("the processor read %q, want the ping said after it asked", got)
 	}
 }

@@ -477,11 +477,13 @@ func (r *Router) useJetStream(ctx context.Context) {
 		} else {
 			r.js = js
 		}
+		// The events stream is made for the first processor
+		// (ProcessorEndpoint); here it only gets the replicas asked for.
 		if err := durable.Setup(jctx, func(ctx context.Context) error {
-			_, err := durable.EnsureEventsStream(ctx, js, replicas)
+			_, err := durable.UpdateEventsStream(ctx, js, replicas)
 			return err
 		}); err != nil {
-			r.log.Warn("no events stream: stream processors (sdk/stream) get no messages", "stream", durable.EventsStream, "err", err)
+			r.log.Warn("events stream not updated", "stream", durable.EventsStream, "err", err)
 		}
 		var c *durable.Claims
 		if err := durable.Setup(jctx, func(ctx context.Context) (err error) {

@@ -437,6 +437,16 @@ func (r *Router) watchLoop(ctx context.Context) {
 				kw, updates = w, w.Updates()
 			}
 		}
+		// A ticker nobody waits on does not fire: with no watches, an idle
+		// router is not woken to look at nothing.
+		var tickC, htickC <-chan time.Time
+		for target := range targets {
+			if _, ok := healthService(target); ok {
+				htickC = htick.C
+			} else {
+				tickC = tick.C
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -449,7 +459,7 @@ func (r *Router) watchLoop(ctx context.Context) {
 				continue // the end of what was there
 			}
 			r.noteWatch(targets, e)
-		case <-tick.C:
+		case <-tickC:
 			if !r.m.NATS().IsConnected() {
 				continue
 			}
@@ -458,7 +468,7 @@ func (r *Router) watchLoop(ctx context.Context) {
 					r.checkTarget(ctx, target)
 				}
 			}
-		case <-htick.C:
+		case <-htickC:
 			if !r.m.NATS().IsConnected() {
 				continue
 			}

@@ -88,9 +88,9 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		MaxAge:      cfg.MaxAge,
 		Discard:     jetstream.DiscardOld,
 		// A copy of each message for stream processors (events.go): kept
-		// by the events stream, which routers make apart (a router that
-		// cannot make it still takes messages); until it is there, the
-		// copies go nowhere, and no processor's consumer exists either.
+		// by the events stream, which routers make when the first
+		// processor asks for its consumer; until then (and in a mesh
+		// without processors) the copies go nowhere.
 		RePublish: eventsRePublish(),
 	})
 }

@@ -90,10 +90,36 @@ func eventsRePublish() *jetstream.RePublish {
 }
 
 // EnsureEventsStream creates the events stream, or updates it, with
-// replicas copies. Routers make it at start and again before they make a
-// processor's consumer; the inbound stream does not depend on it.
+// replicas copies. Routers make it when a processor first asks for its
+// consumer (ProcessorEndpoint), not before: a processor reads the events
+// from the time its consumer is made, so copies stored before any
+// processor asked would be read by none. Until then the inbound stream's
+// copies go nowhere, and a mesh without processors stores each message
+// once. The inbound stream does not depend on it.
 func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.Stream, error) {
-	return EnsureStreamConfig(ctx, js, jetstream.StreamConfig{
+	return EnsureStreamConfig(ctx, js, eventsStreamConfig(replicas))
+}
+
+// UpdateEventsStream updates the events stream to replicas copies if it is
+// there, and does not make it (EnsureEventsStream does, for the first
+// processor). Routers call it at start. It reports whether the stream is
+// there.
+func UpdateEventsStream(ctx context.Context, js jetstream.JetStream, replicas int) (bool, error) {
+	_, err := js.UpdateStream(ctx, eventsStreamConfig(replicas))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return false, nil
+	case noJetStream(err):
+		return false, ErrNoJetStream
+	default:
+		return false, fmt.Errorf("durable: stream %s: %w", EventsStream, err)
+	}
+}
+
+func eventsStreamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "botmesh chat messages as the inbound stream stored them, for stream processors (sdk/stream); each reads them through a consumer of its own",
 		Subjects:    []string{EventsSubjectPrefix + ">"},
@@ -103,7 +129,7 @@ func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, replicas in
 		Duplicates:  2 * time.Minute,
 		MaxAge:      EventsMaxAge,
 		Discard:     jetstream.DiscardOld,
-	})
+	}
 }
 
 // processorName is what a processor's name may be: a consumer name and

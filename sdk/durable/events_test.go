@@ -82,3 +82,30 @@ func TestEventsAddedToAnEarlierInboundStream(t *testing.T) {
 		t.Fatalf("inbound stream: %+v, %v; want the four messages", info, err)
 	}
 }
+
+// Routers update the events stream at start only if a processor had it
+// made: UpdateEventsStream makes none, and changes one that is there.
+func TestUpdateEventsStream(t *testing.T) {
+	js := meshtest.JetStream(t, meshtest.NATS(t).ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if there, err := durable.UpdateEventsStream(ctx, js, 1); there || err != nil {
+		t.Fatalf("with no events stream: there %v, err %v", there, err)
+	}
+	if _, err := js.Stream(ctx, durable.EventsStream); err == nil {
+		t.Fatal("UpdateEventsStream made the events stream")
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: durable.EventsStream, Subjects: []string{durable.EventsSubjectPrefix + ">"}, MaxAge: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if there, err := durable.UpdateEventsStream(ctx, js, 1); !there || err != nil {
+		t.Fatalf("with an events stream: there %v, err %v", there, err)
+	}
+	s, err := js.Stream(ctx, durable.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.CachedInfo().Config.MaxAge; got != durable.EventsMaxAge {
+		t.Errorf("max age %s after the update, want %s", got, durable.EventsMaxAge)
+	}
+}
