@@ -1,8 +1,9 @@
 // Package mesh connects a botmesh process to the mesh: the NATS connection
-// that carries chat events (package natsconn), and the go-micro registry and
-// transport that carry command RPCs. Every botmesh binary builds one Mesh from a Config and
-// passes it to the parts it runs; nothing here touches go-micro's global
-// defaults.
+// that carries chat events (package natsconn), and the go-micro registry
+// and transport that carry command RPCs. Every botmesh binary that calls or
+// serves commands builds one Mesh from a Config and passes it to the parts
+// it runs; nothing here touches go-micro's global defaults. Parts that only
+// speak NATS use natsconn alone, and do not link go-micro's registries.
 package mesh
 
 import (
@@ -141,7 +142,10 @@ func (c Config) Validate() error {
 }
 
 // Mesh is one process's connection to the mesh. Its registry and transport
-// are shared by every server and client the process builds from it.
+// are shared by every server and client the process builds from it. Its
+// NATS connection's methods (NATS, OnConnectionChange, Close) are
+// natsconn.Conn's; Close leaves the connections of go-micro's NATS plugins,
+// which they never close: they end with the process.
 type Mesh struct {
 	*natsconn.Conn
 	cfg  Config
