@@ -157,12 +157,12 @@ func useCredsFile(cfg *natsconn.Config, natsGiven bool) credsUse {
 func connect(ctx context.Context, cfg natsconn.Config, cu credsUse, log *slog.Logger) (*natsconn.Conn, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	refused := natsconn.WithNATSOptions(nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+	refused := nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 		if authError(err) || errors.Is(err, nats.ErrTLS) {
 			cancel(err)
 		}
-	}))
-	m, err := natsconn.Connect(cctx, cfg, natsconn.WithLogger(log), refused)
+	})
+	m, err := natsconn.Connect(cctx, cfg, log, refused)
 	if err == nil {
 		return m, nil
 	}

@@ -212,7 +212,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Mesh, error) {
 		}
 	}
 	log := o.log
-	conn, err := natsconn.Connect(ctx, cfg.Config, natsconn.WithLogger(log), natsconn.WithNATSOptions(o.nopts...))
+	conn, err := natsconn.Connect(ctx, cfg.Config, log, o.nopts...)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func connect(t *testing.T, url string, auth natsconn.Auth) (*natsconn.Conn, erro
 	cfg.NATSURL = url
 	cfg.Auth = auth
 	cfg.ConnectWait = 2 * time.Second
-	m, err := natsconn.Connect(context.Background(), cfg)
+	m, err := natsconn.Connect(context.Background(), cfg, nil)
 	if err == nil {
 		t.Cleanup(func() { _ = m.Close() })
 	}

@@ -95,7 +95,7 @@ func TestFindNATS(t *testing.T) {
 		setLocal(t, addr)
 		calls := fakeLAN(t, func() (string, error) { return "", errors.New("must not be called") })
 		started := time.Now()
-		m, err := Connect(t.Context(), findConfig())
+		m, err := Connect(t.Context(), findConfig(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func TestFindNATS(t *testing.T) {
 			func() (string, error) { return "", lan.ErrNotFound },
 			func() (string, error) { return "", lan.ErrNotFound },
 			func() (string, error) { return "nats://" + addr, nil })
-		m, err := Connect(t.Context(), findConfig())
+		m, err := Connect(t.Context(), findConfig(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func TestFindNATS(t *testing.T) {
 		calls := fakeLAN(t, func() (string, error) { return "", errors.New("must not be called") })
 		c := findConfig()
 		c.NATSURL = "nats://" + addr
-		m, err := Connect(t.Context(), c)
+		m, err := Connect(t.Context(), c, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestFindNATS(t *testing.T) {
 		calls := fakeLAN(t, func() (string, error) { return "", errors.New("failed to bind to any multicast udp port") })
 		c := findConfig()
 		c.ConnectWait = 300 * time.Millisecond
-		_, err := Connect(t.Context(), c)
+		_, err := Connect(t.Context(), c, nil)
 		// One LAN query, then the default, which Connect waits for as it
 		// always did.
 		if calls.Load() != 1 || err == nil || !strings.Contains(err.Error(), fmt.Sprintf("NATS at nats://%s did not answer", local)) {
@@ -162,7 +162,7 @@ func TestFindNATS(t *testing.T) {
 		fakeLAN(t, func() (string, error) { time.Sleep(20 * time.Millisecond); return "", lan.ErrNotFound })
 		c := findConfig()
 		c.ConnectWait = 300 * time.Millisecond
-		_, err := Connect(t.Context(), c)
+		_, err := Connect(t.Context(), c, nil)
 		want := fmt.Sprintf("no NATS server found on %s or announced on the LAN: context deadline exceeded", local)
 		if err == nil || err.Error() != want {
 			t.Errorf("error %v, want %s", err, want)
@@ -306,7 +306,7 @@ func TestFoundOnLANGetsNoCredentialsUnverified(t *testing.T) {
 			fakeLAN(t, func() (string, error) { return "nats://" + addr, nil })
 			c := findConfig()
 			c.Auth = tc.auth
-			_, err := Connect(t.Context(), c)
+			_, err := Connect(t.Context(), c, nil)
 			want := "refusing the NATS server found on the LAN at nats://" + addr + ": it does not offer TLS, and this process sends its credentials only to a server whose TLS certificate it verifies. Give the server's address with --nats_url, or serve it with TLS and trust its CA (--nats_tls_ca, or the CA in --nats_creds)"
 			if err == nil || err.Error() != want {
 				t.Errorf("error:\n%v\nwant:\n%s", err, want)
@@ -325,7 +325,7 @@ func TestFoundOnLANGetsNoCredentialsUnverified(t *testing.T) {
 		fakeLAN(t, func() (string, error) { return "nats://" + addr, nil })
 		c := findConfig()
 		c.Auth = Auth{User: "bob", Password: "s3cret-pw"}
-		if _, err := Connect(t.Context(), c); err == nil || !strings.Contains(err.Error(), "it does not offer TLS") {
+		if _, err := Connect(t.Context(), c, nil); err == nil || !strings.Contains(err.Error(), "it does not offer TLS") {
 			t.Errorf("error %v", err)
 		}
 		if p := rec.presented(); len(p) != 0 {
@@ -343,7 +343,7 @@ func TestFoundOnLANGetsNoCredentialsUnverified(t *testing.T) {
 		fakeLAN(t, func() (string, error) { return "nats://" + addr, nil })
 		c := findConfig()
 		c.Auth = Auth{User: "bob", Password: "s3cret-pw", TLSCA: writeTemp(t, "ca.pem", caPEM)}
-		_, err := Connect(t.Context(), c)
+		_, err := Connect(t.Context(), c, nil)
 		if err == nil || !strings.Contains(err.Error(), "its TLS certificate does not verify for 127.0.0.1") {
 			t.Errorf("error %v", err)
 		}
@@ -356,7 +356,7 @@ func TestFoundOnLANGetsNoCredentialsUnverified(t *testing.T) {
 		addr := startNATS(t)
 		setLocal(t, closedPort(t))
 		fakeLAN(t, func() (string, error) { return "nats://" + addr, nil })
-		m, err := Connect(t.Context(), findConfig())
+		m, err := Connect(t.Context(), findConfig(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -393,7 +393,7 @@ func TestFoundOnLANVerifiedByTLS(t *testing.T) {
 			fakeLAN(t, func() (string, error) { return "nats://" + addr, nil })
 			c := findConfig()
 			c.Auth = tc.auth()
-			m, err := Connect(t.Context(), c)
+			m, err := Connect(t.Context(), c, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -113,50 +113,19 @@ func (c *connChanges) changed() {
 	}
 }
 
-// Option configures Connect.
-type Option func(*options) error
-
-type options struct {
-	log   *slog.Logger
-	nopts []nats.Option
-}
-
-// WithLogger sets the logger Connect and the connection's callbacks write
-// to.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("natsconn: nil logger")
-		}
-		o.log = l
-		return nil
-	}
-}
-
-// WithNATSOptions adds nats.go options to the connection (credentials,
-// TLS, callbacks).
-func WithNATSOptions(opts ...nats.Option) Option {
-	return func(o *options) error {
-		o.nopts = append(o.nopts, opts...)
-		return nil
-	}
-}
-
 // Connect validates cfg and connects to NATS, looking for the server first
 // if cfg.FindNATS says so. If NATS is not up yet it keeps trying until ctx
 // ends (or cfg.ConnectWait passes), so parts may start in any order; once
-// connected, the connection reconnects for ever.
-func Connect(ctx context.Context, cfg Config, opts ...Option) (*Conn, error) {
+// connected, the connection reconnects for ever. Connect and the
+// connection's callbacks log to log (nil: nowhere); opts are added to the
+// connection's nats.go options (credentials, TLS, callbacks).
+func Connect(ctx context.Context, cfg Config, log *slog.Logger, opts ...nats.Option) (*Conn, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	o := options{log: slog.New(slog.DiscardHandler)}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	log := o.log
 	wait := ctx
 	if cfg.ConnectWait > 0 {
 		var cancel context.CancelFunc
@@ -170,7 +139,7 @@ func Connect(ctx context.Context, cfg Config, opts ...Option) (*Conn, error) {
 		}
 		cfg.NATSURL, cfg.Auth = u, auth
 	}
-	nopts, err := natsOptions(cfg, log, o.nopts)
+	nopts, err := natsOptions(cfg, log, opts)
 	if err != nil {
 		return nil, err
 	}

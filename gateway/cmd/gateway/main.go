@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := natsconn.Connect(ctx, ncfg, natsconn.WithLogger(log))
+	m, err := natsconn.Connect(ctx, ncfg, log)
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string) error {
 	if err := durable.ValidProcessorName(*name); err != nil {
 		return fmt.Errorf("--name: %w", err)
 	}
-	m, err := natsconn.Connect(ctx, ncfg, natsconn.WithLogger(log))
+	m, err := natsconn.Connect(ctx, ncfg, log)
 	if err != nil {
 		return err
 	}
