@@ -92,12 +92,15 @@ func (c Conversation) String() string {
 	return s
 }
 
+// Ids hold no white space and no control characters, Unicode's included
+// (\p{Cc} and \p{Z} beside RE2's ASCII \s): a C1 control or a no-break
+// space in a conversation's name is a typo or an attack, never a name.
 var (
 	platformWord  = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 	slackChannel  = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,20})$`)
-	ircTarget     = regexp.MustCompile(`^([#&+!][^\s,:\x00-\x1f\x7f]{1,49}|[A-Za-z\[\]\\` + "`" + `_^{|}][A-Za-z0-9\[\]\\` + "`" + `_^{|}-]{0,29})$`)
-	xmppJID       = regexp.MustCompile(`^[^\s@/"&'<>:\x00-\x1f\x7f]{1,255}@[a-zA-Z0-9.-]{1,253}$`)
-	genericTarget = regexp.MustCompile(`^[^\s\x00-\x1f\x7f]{1,200}$`)
+	ircTarget     = regexp.MustCompile(`^([#&+!][^\s,:\p{Cc}\p{Z}]{1,49}|[A-Za-z\[\]\\` + "`" + `_^{|}][A-Za-z0-9\[\]\\` + "`" + `_^{|}-]{0,29})$`)
+	xmppJID       = regexp.MustCompile(`^[^\s@/"&'<>:\p{Cc}\p{Z}]{1,255}@[a-zA-Z0-9.-]{1,253}$`)
+	genericTarget = regexp.MustCompile(`^[^\s\p{Cc}\p{Z}]{1,200}$`)
 )
 
 // ParseConversation reads CONVERSATION of tell, PLATFORM:ID, and says in a
