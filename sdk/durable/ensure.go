@@ -25,14 +25,19 @@ func EnsureStreamConfig(ctx context.Context, js jetstream.JetStream, cfg jetstre
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		s, err = js.UpdateStream(ctx, cfg)
 	}
-	switch {
-	case err == nil:
-		return s, nil
-	case noJetStream(err):
-		return nil, ErrNoJetStream
-	default:
-		return nil, fmt.Errorf("durable: stream %s: %w", cfg.Name, err)
+	if err != nil {
+		return nil, streamError(cfg.Name, err)
 	}
+	return s, nil
+}
+
+// streamError words err from making or changing stream name: a server
+// without JetStream is ErrNoJetStream; other errors name the stream.
+func streamError(name string, err error) error {
+	if noJetStream(err) {
+		return ErrNoJetStream
+	}
+	return fmt.Errorf("durable: stream %s: %w", name, err)
 }
 
 // noJetStream reports whether err says the server has no JetStream for

@@ -111,10 +111,8 @@ func UpdateEventsStream(ctx context.Context, js jetstream.JetStream, replicas in
 		return true, nil
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return false, nil
-	case noJetStream(err):
-		return false, ErrNoJetStream
 	default:
-		return false, fmt.Errorf("durable: stream %s: %w", EventsStream, err)
+		return false, streamError(EventsStream, err)
 	}
 }
 
