@@ -32,9 +32,9 @@ func JetStream(tb testing.TB, url string, opts ...nats.Option) jetstream.JetStre
 
 // RouterStreams does on nc what routers do for stream processors
 // (sdk/stream), for tests without a router: it makes the inbound stream
-// (with its copy to the events stream) and the reply streams of
-// platforms, and answers processors' requests for their consumers, as a
-// router does, until the test ends.
+// and the reply streams of platforms, and answers processors' requests for
+// their consumers (making the events stream for the first), as a router
+// does, until the test ends.
 func RouterStreams(tb testing.TB, nc *nats.Conn, platforms ...string) jetstream.JetStream {
 	tb.Helper()
 	js, err := jetstream.New(nc)
@@ -44,9 +44,6 @@ func RouterStreams(tb testing.TB, nc *nats.Conn, platforms ...string) jetstream.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := durable.EnsureStream(ctx, js, durable.StreamConfig{}); err != nil {
-		tb.Fatalf("meshtest: %v", err)
-	}
-	if _, err := durable.EnsureEventsStream(ctx, js, 1); err != nil {
 		tb.Fatalf("meshtest: %v", err)
 	}
 	for _, p := range platforms {

@@ -28,6 +28,9 @@ func TestShippedPermissions(t *testing.T) {
 	// consumers; another processor, "counter", has one already.
 	rc := connect(t, s.ClientURL(), nats.UserInfo("router", pw["BOTMESH_NATS_PASSWORD_ROUTER"]))
 	rjs := meshtest.RouterStreams(t, rc, "slack")
+	if _, err := durable.EnsureEventsStream(ctx, rjs, 1); err != nil {
+		t.Fatalf("the router role makes the events stream: %v", err)
+	}
 	if err := durable.EnsureProcessorConsumer(ctx, rjs, "counter", ""); err != nil {
 		t.Fatalf("the router role makes a processor's consumer: %v", err)
 	}
